@@ -1,0 +1,255 @@
+//! The PyO3 boundary: `Server`, `init_logging`, `log` (see `_ferrowsgi.pyi`).
+//!
+//! Errors become Python exceptions here and nowhere else. `serve_forever`
+//! drives the tokio runtime on the calling thread with the GIL released, and
+//! every 100 ms takes the GIL back to run Python's signal handlers, so Ctrl-C
+//! and the CLI's SIGTERM handler work as in any Python server: the handler
+//! raises, the server drains gracefully, and the exception propagates.
+
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::ThreadId;
+use std::time::{Duration, Instant};
+
+use pyo3::exceptions::{PyOSError, PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList};
+use tokio::runtime::Runtime;
+use tokio_util::task::TaskTracker;
+
+use crate::config::{seconds, BindAddr, ConfigError, ServerConfig};
+use crate::log::{self, Severity};
+use crate::server::listener::{LocalAddr, StdListener};
+use crate::server::{self, ServerCtx};
+use crate::shutdown::{self, ShutdownSignal, ShutdownTrigger};
+use crate::wsgi::pool::Pool;
+use crate::wsgi::Gateway;
+
+/// How often the serving thread runs Python signal handlers.
+const SIGNAL_CHECK: Duration = Duration::from_millis(100);
+
+#[derive(Default)]
+struct RunState {
+    /// Present while `serve_forever` runs.
+    trigger: Option<Arc<ShutdownTrigger>>,
+    /// The thread inside `serve_forever`.
+    thread: Option<ThreadId>,
+}
+
+/// A bound WSGI server (see the stub for the Python contract).
+#[pyclass(module = "ferrowsgi._ferrowsgi", frozen)]
+pub struct Server {
+    app: Py<PyAny>,
+    config: Arc<ServerConfig>,
+    listeners: Vec<(StdListener, LocalAddr)>,
+    state: Mutex<RunState>,
+    stopped: Condvar,
+}
+
+#[pymethods]
+impl Server {
+    #[new]
+    fn new(app: Bound<'_, PyAny>, config: &Bound<'_, PyDict>) -> PyResult<Self> {
+        if !app.is_callable() {
+            return Err(PyTypeError::new_err("the WSGI application must be callable"));
+        }
+        let config = parse_config(config)?;
+        let listeners = config
+            .binds
+            .iter()
+            .map(|addr| {
+                let listener = StdListener::bind(addr, config.backlog)
+                    .map_err(|e| PyOSError::new_err(format!("cannot bind {addr}: {e}")))?;
+                let local = listener.local_addr()?;
+                Ok((listener, local))
+            })
+            .collect::<PyResult<Vec<_>>>()?;
+        Ok(Server {
+            app: app.unbind(),
+            config: Arc::new(config),
+            listeners,
+            state: Mutex::new(RunState::default()),
+            stopped: Condvar::new(),
+        })
+    }
+
+    #[getter]
+    fn addresses<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let list = PyList::empty(py);
+        for (_, local) in &self.listeners {
+            match local {
+                LocalAddr::Tcp(addr) => list.append((addr.ip().to_string(), addr.port()))?,
+                LocalAddr::Unix(path) => list.append(path.to_string_lossy().into_owned())?,
+            }
+        }
+        Ok(list)
+    }
+
+    fn serve_forever(&self, py: Python<'_>) -> PyResult<()> {
+        let (trigger, signal) = shutdown::channel();
+        let trigger = Arc::new(trigger);
+        {
+            let mut state = self.state();
+            if state.trigger.is_some() {
+                return Err(PyRuntimeError::new_err("serve_forever() is already running"));
+            }
+            state.trigger = Some(trigger.clone());
+            state.thread = Some(std::thread::current().id());
+        }
+        let result = self.run(py, &trigger, signal);
+        *self.state() = RunState::default();
+        self.stopped.notify_all();
+        result
+    }
+
+    fn shutdown(&self, py: Python<'_>) {
+        {
+            let state = self.state();
+            let Some(trigger) = state.trigger.as_ref() else { return };
+            trigger.trigger();
+            if state.thread == Some(std::thread::current().id()) {
+                return; // called from a signal handler inside serve_forever
+            }
+        }
+        py.detach(|| {
+            let state = self.state();
+            let _unused = self
+                .stopped
+                .wait_while(state, |s| s.trigger.is_some())
+                .unwrap_or_else(|e| e.into_inner());
+        });
+    }
+}
+
+impl Server {
+    fn state(&self) -> MutexGuard<'_, RunState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn run(&self, py: Python<'_>, trigger: &ShutdownTrigger, signal: ShutdownSignal) -> PyResult<()> {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let gateway = Arc::new(Gateway::new(py, self.app.clone_ref(py), &self.config)?);
+        let (jobs_tx, jobs_rx) = crossbeam_channel::unbounded();
+        let pool = Pool::start(self.config.threads, gateway, jobs_rx)?;
+        let tracker = TaskTracker::new();
+        {
+            let _entered = rt.enter();
+            let listeners = self
+                .listeners
+                .iter()
+                .map(|(l, local)| Ok((l.to_tokio()?, Arc::new(local.clone()))))
+                .collect::<std::io::Result<Vec<_>>>()?;
+            let ctx = Arc::new(ServerCtx::new(self.config.clone(), jobs_tx));
+            server::spawn(listeners, ctx, signal.clone(), &tracker);
+        }
+        let interrupted = wait_for_stop(py, &rt, &signal).err();
+        trigger.trigger();
+        tracker.close();
+        let drained = drain(py, &rt, &tracker, self.config.graceful_timeout);
+        py.detach(|| rt.shutdown_timeout(Duration::ZERO));
+        let grace = if drained { Duration::from_secs(5) } else { Duration::from_millis(100) };
+        let busy = pool.join(py, Instant::now() + grace);
+        if busy > 0 {
+            log::emit(Severity::Warning, &format!("{busy} application call(s) still running"));
+        }
+        interrupted.map_or(Ok(()), Err)
+    }
+}
+
+/// Drives the server until a shutdown is triggered or a Python signal
+/// handler raises (the error is returned).
+fn wait_for_stop(py: Python<'_>, rt: &Runtime, signal: &ShutdownSignal) -> PyResult<()> {
+    loop {
+        let mut stop = signal.clone();
+        let stopped = py.detach(|| {
+            rt.block_on(async { tokio::time::timeout(SIGNAL_CHECK, stop.recv()).await.is_ok() })
+        });
+        if stopped {
+            return Ok(());
+        }
+        py.check_signals()?;
+    }
+}
+
+/// Lets connections finish for up to `timeout`; a second signal (another
+/// Ctrl-C) cuts the wait short. Returns whether every connection finished.
+fn drain(py: Python<'_>, rt: &Runtime, tracker: &TaskTracker, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        let step = SIGNAL_CHECK.min(deadline - Instant::now());
+        let done = py.detach(|| {
+            rt.block_on(async { tokio::time::timeout(step, tracker.wait()).await.is_ok() })
+        });
+        if done {
+            return true;
+        }
+        if let Err(e) = py.check_signals() {
+            log::emit(Severity::Warning, &format!("stopping without waiting: {e}"));
+            return false;
+        }
+    }
+    let open = tracker.len();
+    log::emit(
+        Severity::Warning,
+        &format!("graceful timeout ({timeout:?}) reached; closing {open} connection(s)"),
+    );
+    false
+}
+
+fn parse_config(dict: &Bound<'_, PyDict>) -> PyResult<ServerConfig> {
+    let mut config = ServerConfig::default();
+    for (key, value) in dict.iter() {
+        let key: String = key.extract()?;
+        apply_option(&mut config, &key, &value)?;
+    }
+    config.validate().map_err(config_error)?;
+    Ok(config)
+}
+
+fn apply_option(config: &mut ServerConfig, key: &str, value: &Bound<'_, PyAny>) -> PyResult<()> {
+    match key {
+        "binds" => {
+            let binds: Vec<String> = value.extract()?;
+            config.binds = binds
+                .iter()
+                .map(|b| BindAddr::parse(b))
+                .collect::<Result<_, _>>()
+                .map_err(config_error)?;
+        }
+        "threads" => config.threads = value.extract()?,
+        "keep_alive" => config.keep_alive = seconds(key, value.extract()?).map_err(config_error)?,
+        "header_timeout" => {
+            config.header_timeout = seconds(key, value.extract()?).map_err(config_error)?
+        }
+        "graceful_timeout" => {
+            config.graceful_timeout = seconds(key, value.extract()?).map_err(config_error)?
+        }
+        "max_body_size" => config.max_body_size = value.extract()?,
+        "body_buffer_size" => config.body_buffer_size = value.extract()?,
+        "backlog" => config.backlog = value.extract()?,
+        "multiprocess" => config.multiprocess = value.extract()?,
+        "url_scheme" => config.url_scheme = value.extract()?,
+        "script_name" => config.script_name = value.extract()?,
+        _ => return Err(PyValueError::new_err(format!("unknown server option {key:?}"))),
+    }
+    Ok(())
+}
+
+fn config_error(e: ConfigError) -> PyErr {
+    PyValueError::new_err(e.0)
+}
+
+/// Configures the error-log level and the access log (see the stub).
+#[pyfunction]
+#[pyo3(signature = (level="info", access_log=None))]
+pub fn init_logging(level: &str, access_log: Option<&str>) -> PyResult<()> {
+    let severity = Severity::parse(level)
+        .ok_or_else(|| PyValueError::new_err(format!("unknown log level {level:?}")))?;
+    log::init(severity, access_log)
+        .map_err(|e| PyOSError::new_err(format!("cannot open access log {access_log:?}: {e}")))
+}
+
+/// Writes one error-log line at `level`.
+#[pyfunction(name = "log")]
+pub fn log_message(level: &str, message: &str) {
+    log::emit(Severity::parse(level).unwrap_or(Severity::Info), message);
+}

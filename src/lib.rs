@@ -1,0 +1,38 @@
+//! ferrowsgi: a production WSGI server (PEP 3333) in Rust.
+//!
+//! # Layout
+//!
+//! - [`api`]: the PyO3 boundary (`Server`, `init_logging`, `log`); the
+//!   contract is `python/ferrowsgi/_ferrowsgi.pyi`.
+//! - [`config`]: `ServerConfig`, validated once.
+//! - [`server`]: listeners, the accept loop, one task per connection (hyper).
+//! - [`exchange`]: the plain-Rust messages between I/O tasks and Python threads.
+//! - [`wsgi`]: the gateway: environ, start_response, wsgi.input, responses,
+//!   the Python thread pool.
+//! - [`shutdown`]: the graceful-shutdown signal and drain.
+//! - [`log`]: error log and access log.
+
+#![deny(missing_docs)]
+
+pub mod api;
+pub mod config;
+pub mod exchange;
+pub mod log;
+pub mod server;
+pub mod shutdown;
+pub mod wsgi;
+
+use pyo3::prelude::*;
+
+/// The native module `ferrowsgi._ferrowsgi`.
+#[pymodule]
+fn _ferrowsgi(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add_class::<api::Server>()?;
+    m.add_class::<wsgi::file_wrapper::FileWrapper>()?;
+    m.add_class::<wsgi::input::Input>()?;
+    m.add_class::<wsgi::errors::ErrorStream>()?;
+    m.add_function(wrap_pyfunction!(api::init_logging, m)?)?;
+    m.add_function(wrap_pyfunction!(api::log_message, m)?)?;
+    Ok(())
+}

@@ -1,0 +1,281 @@
+//! One client connection: hyper's HTTP/1.1 state machine, our request handler,
+//! the keep-alive idle timer and graceful shutdown.
+//!
+//! Rules kept here: a request body is read completely by Rust before the job
+//! goes to a Python thread; an idle keep-alive connection (no request in
+//! flight, no byte received) is closed after `keep_alive`; on shutdown the
+//! request in flight finishes and the connection then closes.
+
+use std::convert::Infallible;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant, SystemTime};
+
+use hyper::body::Incoming;
+use hyper::header::{CONTENT_LENGTH, REFERER, TRANSFER_ENCODING, USER_AGENT};
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::oneshot;
+
+use crate::exchange::{self, Job, ResponseStart};
+use crate::log::{self, AccessRecord};
+use crate::server::body::{self, BodyError, BodyLimits};
+use crate::server::listener::LocalAddr;
+use crate::server::response_body::ResponseBody;
+use crate::server::ServerCtx;
+use crate::shutdown::ShutdownSignal;
+
+/// When the connection last did something, and whether a request is out.
+#[derive(Debug)]
+pub struct Activity {
+    born: Instant,
+    in_flight: AtomicUsize,
+    /// Milliseconds after `born` of the last byte read or response finished.
+    last: AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Activity { born: Instant::now(), in_flight: AtomicUsize::new(0), last: AtomicU64::new(0) }
+    }
+
+    fn touch(&self) {
+        self.last.store(self.born.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// When the connection becomes idle-expired if nothing happens meanwhile.
+    fn idle_deadline(&self, keep_alive: Duration) -> tokio::time::Instant {
+        if self.in_flight.load(Ordering::Relaxed) > 0 {
+            return tokio::time::Instant::now() + keep_alive;
+        }
+        let last = Duration::from_millis(self.last.load(Ordering::Relaxed));
+        tokio::time::Instant::from_std(self.born + last + keep_alive)
+    }
+
+    fn is_idle_expired(&self, keep_alive: Duration) -> bool {
+        let last = Duration::from_millis(self.last.load(Ordering::Relaxed));
+        self.in_flight.load(Ordering::Relaxed) == 0 && self.born.elapsed() >= last + keep_alive
+    }
+}
+
+/// Marks a request as in flight until dropped (with its response body).
+#[derive(Debug)]
+pub struct InFlight(Arc<Activity>);
+
+impl InFlight {
+    fn new(activity: &Arc<Activity>) -> Self {
+        activity.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(activity.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.touch();
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// What every request on one connection shares.
+struct ConnInfo {
+    peer: Option<SocketAddr>,
+    local: Arc<LocalAddr>,
+    activity: Arc<Activity>,
+    ctx: Arc<ServerCtx>,
+}
+
+/// Serves one accepted connection until it closes.
+pub async fn serve<S>(
+    stream: S,
+    peer: Option<SocketAddr>,
+    local: Arc<LocalAddr>,
+    ctx: Arc<ServerCtx>,
+    mut shutdown: ShutdownSignal,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let activity = Arc::new(Activity::new());
+    let io = TokioIo::new(Tracked { inner: stream, activity: activity.clone() });
+    let keep_alive = ctx.config.keep_alive;
+    let info = Arc::new(ConnInfo { peer, local, activity: activity.clone(), ctx: ctx.clone() });
+    let service = service_fn(move |req| handle(req, info.clone()));
+    let conn = ctx.http1.serve_connection(io, service);
+    tokio::pin!(conn);
+    let mut closing = false;
+    loop {
+        let idle_at = activity.idle_deadline(keep_alive);
+        tokio::select! {
+            result = conn.as_mut() => {
+                if let Err(e) = result {
+                    tracing::debug!("connection from {}: {e}", peer_name(peer));
+                }
+                return;
+            }
+            _ = shutdown.recv(), if !closing => {
+                conn.as_mut().graceful_shutdown();
+                closing = true;
+            }
+            _ = tokio::time::sleep_until(idle_at), if !closing => {
+                if activity.is_idle_expired(keep_alive) {
+                    conn.as_mut().graceful_shutdown();
+                    closing = true;
+                }
+            }
+        }
+    }
+}
+
+fn peer_name(peer: Option<SocketAddr>) -> String {
+    peer.map_or_else(|| "unix socket".to_owned(), |p| p.to_string())
+}
+
+async fn handle(
+    req: Request<Incoming>,
+    conn: Arc<ConnInfo>,
+) -> Result<Response<ResponseBody>, Infallible> {
+    let guard = InFlight::new(&conn.activity);
+    let access = log::access_enabled().then(|| access_record(&req, conn.peer));
+    let started = Instant::now();
+    let response = respond(req, &conn).await;
+    let access = access.map(|mut record| {
+        record.status = response.status().as_u16();
+        (record, started)
+    });
+    Ok(response.map(|body| body.track(access, guard)))
+}
+
+async fn respond(req: Request<Incoming>, conn: &ConnInfo) -> Response<ResponseBody> {
+    let config = &conn.ctx.config;
+    let limits = BodyLimits { max_size: config.max_body_size, memory: config.body_buffer_size };
+    let (parts, incoming) = req.into_parts();
+    if body::declared_too_large(&parts.headers, limits) {
+        return to_response(ResponseStart::plain(StatusCode::PAYLOAD_TOO_LARGE, true));
+    }
+    let has_body_framing =
+        parts.headers.contains_key(CONTENT_LENGTH) || parts.headers.contains_key(TRANSFER_ENCODING);
+    let body = match body::read(incoming, limits).await {
+        Ok(body) => body,
+        Err(e) => return to_response(body_error(e, conn.peer)),
+    };
+    let (reply, answer) = oneshot::channel();
+    let request = exchange::Request {
+        method: parts.method,
+        uri: parts.uri,
+        version: parts.version,
+        headers: parts.headers,
+        has_body_framing,
+        body,
+        peer: conn.peer,
+        local: conn.local.clone(),
+    };
+    if conn.ctx.jobs.send(Job { request, reply }).is_err() {
+        return to_response(ResponseStart::plain(StatusCode::SERVICE_UNAVAILABLE, true));
+    }
+    match answer.await {
+        Ok(start) => to_response(start),
+        Err(_) => to_response(ResponseStart::plain(StatusCode::INTERNAL_SERVER_ERROR, true)),
+    }
+}
+
+fn body_error(e: BodyError, peer: Option<SocketAddr>) -> ResponseStart {
+    match e {
+        BodyError::TooLarge => ResponseStart::plain(StatusCode::PAYLOAD_TOO_LARGE, true),
+        BodyError::Client(e) => {
+            tracing::debug!("bad request body from {}: {e}", peer_name(peer));
+            ResponseStart::plain(StatusCode::BAD_REQUEST, true)
+        }
+        BodyError::Spill(e) => {
+            tracing::error!("cannot spill a request body to a temporary file: {e}");
+            ResponseStart::plain(StatusCode::INTERNAL_SERVER_ERROR, true)
+        }
+    }
+}
+
+fn to_response(start: ResponseStart) -> Response<ResponseBody> {
+    let mut response = Response::new(ResponseBody::new(start.body));
+    *response.status_mut() = start.status;
+    *response.headers_mut() = start.headers;
+    if let Some(reason) = start.reason {
+        if let Ok(reason) = hyper::ext::ReasonPhrase::try_from(reason) {
+            response.extensions_mut().insert(reason);
+        }
+    }
+    response
+}
+
+fn access_record(req: &Request<Incoming>, peer: Option<SocketAddr>) -> AccessRecord {
+    let header = |name| {
+        req.headers()
+            .get(name)
+            .map(|v: &hyper::header::HeaderValue| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            .unwrap_or_else(|| "-".to_owned())
+    };
+    AccessRecord {
+        remote: peer.map_or_else(|| "-".to_owned(), |p| p.ip().to_string()),
+        started: SystemTime::now(),
+        request_line: format!("{} {} {:?}", req.method(), req.uri(), req.version()),
+        status: 0,
+        bytes: 0,
+        referer: header(REFERER),
+        user_agent: header(USER_AGENT),
+        duration: Duration::ZERO,
+    }
+}
+
+/// The client stream, noting every read in the connection's [`Activity`] so
+/// a connection receiving its next request is never taken for idle.
+struct Tracked<S> {
+    inner: S,
+    activity: Arc<Activity>,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Tracked<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let result = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.activity.touch();
+        }
+        result
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, data)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}

@@ -1,0 +1,178 @@
+//! Listening sockets: bound once (before any runtime exists, so a master can
+//! fork after binding), then turned into tokio listeners inside the runtime.
+//!
+//! Rules kept here: TCP sockets get `SO_REUSEADDR` and the configured backlog;
+//! a unix socket path left over by a dead server is replaced, and the path is
+//! removed again when the listener that created it is dropped; an inherited
+//! `fd://N` socket is used as it is (its owner bound it).
+
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{FromRawFd, IntoRawFd};
+use std::os::unix::fs::FileTypeExt;
+use std::os::unix::net::UnixListener as StdUnixListener;
+use std::path::PathBuf;
+
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
+
+use crate::config::BindAddr;
+
+/// A bound, listening socket not yet attached to a runtime.
+#[derive(Debug)]
+pub enum StdListener {
+    /// A TCP socket.
+    Tcp(std::net::TcpListener),
+    /// A unix domain socket; `owned` is the path to remove on drop, when we created it.
+    Unix {
+        /// The socket.
+        listener: StdUnixListener,
+        /// The path we created, removed again on drop; `None` for inherited sockets.
+        owned: Option<PathBuf>,
+    },
+}
+
+/// What a listener is bound to, as shown to users and to the environ.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LocalAddr {
+    /// A TCP address (the real port when 0 was asked for).
+    Tcp(SocketAddr),
+    /// A unix socket path (may be empty for an unnamed inherited socket).
+    Unix(PathBuf),
+}
+
+impl StdListener {
+    /// Binds (or adopts, for `fd://N`) one listening socket.
+    ///
+    /// `backlog`: the `listen()` queue length for sockets bound here.
+    ///
+    /// # Errors
+    /// The OS error of `bind`/`listen` (address in use, permission denied),
+    /// or `InvalidInput` for an fd that is not a stream socket.
+    pub fn bind(addr: &BindAddr, backlog: i32) -> io::Result<Self> {
+        match addr {
+            BindAddr::Tcp(sa) => bind_tcp(*sa, backlog),
+            BindAddr::Unix(path) => bind_unix(path, backlog),
+            BindAddr::Fd(fd) => adopt_fd(*fd),
+        }
+    }
+
+    /// The address this listener is bound to.
+    ///
+    /// # Errors
+    /// The OS error of `getsockname`.
+    pub fn local_addr(&self) -> io::Result<LocalAddr> {
+        match self {
+            StdListener::Tcp(l) => l.local_addr().map(LocalAddr::Tcp),
+            StdListener::Unix { listener, .. } => {
+                let addr = listener.local_addr()?;
+                Ok(LocalAddr::Unix(addr.as_pathname().map(PathBuf::from).unwrap_or_default()))
+            }
+        }
+    }
+
+    /// A tokio listener sharing this socket (a `dup`), for one run of the server.
+    /// Must be called inside a tokio runtime.
+    ///
+    /// # Errors
+    /// The OS error of `dup` or of registering the socket with the runtime.
+    pub fn to_tokio(&self) -> io::Result<Listener> {
+        match self {
+            StdListener::Tcp(l) => {
+                let l = l.try_clone()?;
+                l.set_nonblocking(true)?;
+                Ok(Listener::Tcp(TcpListener::from_std(l)?))
+            }
+            StdListener::Unix { listener, .. } => {
+                let l = listener.try_clone()?;
+                l.set_nonblocking(true)?;
+                Ok(Listener::Unix(UnixListener::from_std(l)?))
+            }
+        }
+    }
+}
+
+impl Drop for StdListener {
+    fn drop(&mut self) {
+        if let StdListener::Unix { owned: Some(path), .. } = self {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+fn bind_tcp(addr: SocketAddr, backlog: i32) -> io::Result<StdListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(backlog)?;
+    Ok(StdListener::Tcp(socket.into()))
+}
+
+fn bind_unix(path: &PathBuf, backlog: i32) -> io::Result<StdListener> {
+    // A socket file left by a server that died is replaced; any other file is
+    // an error (never delete a user's regular file).
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if meta.file_type().is_socket() {
+            std::fs::remove_file(path)?;
+        }
+    }
+    let socket = Socket::new(Domain::UNIX, Type::STREAM, None)?;
+    socket.bind(&socket2::SockAddr::unix(path)?)?;
+    socket.listen(backlog)?;
+    // SAFETY: `into_raw_fd` hands over sole ownership of a valid, listening
+    // unix stream socket.
+    let listener = unsafe { StdUnixListener::from_raw_fd(socket.into_raw_fd()) };
+    Ok(StdListener::Unix { listener, owned: Some(path.clone()) })
+}
+
+fn adopt_fd(fd: i32) -> io::Result<StdListener> {
+    // SAFETY: the caller passed this fd to us to own (`fd://N`); if it is not
+    // an open socket, the `getsockopt` calls below fail and we return an error.
+    let socket = unsafe { Socket::from_raw_fd(fd) };
+    if socket.r#type()? != Type::STREAM {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "fd is not a stream socket"));
+    }
+    let domain = socket.local_addr()?.domain();
+    if domain == Domain::UNIX {
+        // SAFETY: as above; ownership moves from `socket` to the listener.
+        let listener = unsafe { StdUnixListener::from_raw_fd(socket.into_raw_fd()) };
+        Ok(StdListener::Unix { listener, owned: None })
+    } else {
+        Ok(StdListener::Tcp(socket.into()))
+    }
+}
+
+/// A listener attached to the runtime.
+#[derive(Debug)]
+pub enum Listener {
+    /// TCP.
+    Tcp(TcpListener),
+    /// Unix domain socket.
+    Unix(UnixListener),
+}
+
+/// An accepted connection and who is on the other end.
+#[derive(Debug)]
+pub enum Accepted {
+    /// A TCP client at this address.
+    Tcp(TcpStream, SocketAddr),
+    /// A unix socket client.
+    Unix(UnixStream),
+}
+
+impl Listener {
+    /// Waits for the next connection.
+    ///
+    /// # Errors
+    /// The OS error of `accept` (e.g. `EMFILE` when out of file descriptors).
+    pub async fn accept(&self) -> io::Result<Accepted> {
+        match self {
+            Listener::Tcp(l) => {
+                let (stream, peer) = l.accept().await?;
+                let _ = stream.set_nodelay(true);
+                Ok(Accepted::Tcp(stream, peer))
+            }
+            Listener::Unix(l) => Ok(Accepted::Unix(l.accept().await?.0)),
+        }
+    }
+}

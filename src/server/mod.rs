@@ -1,0 +1,94 @@
+//! The server side: listeners, the accept loop, one task per connection.
+//!
+//! Nothing here touches Python. Requests leave through [`ServerCtx::jobs`]
+//! (a channel read by the Python threads of `wsgi::pool`); the shutdown
+//! signal is passed in (`shutdown.rs`), and every task is spawned on a
+//! `TaskTracker` so the caller can wait for the drain.
+
+pub mod body;
+pub mod connection;
+pub mod listener;
+pub mod response_body;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::server::conn::http1;
+use hyper_util::rt::TokioTimer;
+use tokio_util::task::TaskTracker;
+
+use crate::config::ServerConfig;
+use crate::exchange::Job;
+use crate::server::listener::{Accepted, Listener, LocalAddr};
+use crate::shutdown::ShutdownSignal;
+
+/// What every connection of one server run shares.
+pub struct ServerCtx {
+    /// The validated options.
+    pub config: Arc<ServerConfig>,
+    /// Where fully-read requests go: the Python thread pool.
+    pub jobs: crossbeam_channel::Sender<Job>,
+    /// hyper's HTTP/1.1 settings, built once.
+    pub http1: http1::Builder,
+}
+
+impl ServerCtx {
+    /// Builds the shared context and hyper's HTTP/1.1 settings.
+    pub fn new(config: Arc<ServerConfig>, jobs: crossbeam_channel::Sender<Job>) -> Self {
+        let mut http1 = http1::Builder::new();
+        // hyper's header timer also runs while a keep-alive connection waits
+        // for its next request, so it must not be shorter than keep-alive.
+        let header_timeout = config.header_timeout.max(config.keep_alive);
+        http1
+            .timer(TokioTimer::new())
+            .header_read_timeout(header_timeout)
+            .keep_alive(!config.keep_alive.is_zero())
+            .title_case_headers(true)
+            .pipeline_flush(true)
+            .half_close(false);
+        ServerCtx { config, jobs, http1 }
+    }
+}
+
+/// Spawns one accept loop per listener on `tracker`; they return on shutdown.
+pub fn spawn(
+    listeners: Vec<(Listener, Arc<LocalAddr>)>,
+    ctx: Arc<ServerCtx>,
+    shutdown: ShutdownSignal,
+    tracker: &TaskTracker,
+) {
+    for (listener, local) in listeners {
+        let task = accept_loop(listener, local, ctx.clone(), shutdown.clone(), tracker.clone());
+        tracker.spawn(task);
+    }
+}
+
+async fn accept_loop(
+    listener: Listener,
+    local: Arc<LocalAddr>,
+    ctx: Arc<ServerCtx>,
+    mut shutdown: ShutdownSignal,
+    tracker: TaskTracker,
+) {
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.recv() => return,
+            accepted = listener.accept() => accepted,
+        };
+        let (ctx, local, stop) = (ctx.clone(), local.clone(), shutdown.clone());
+        match accepted {
+            Ok(Accepted::Tcp(stream, peer)) => {
+                tracker.spawn(connection::serve(stream, Some(peer), local, ctx, stop));
+            }
+            Ok(Accepted::Unix(stream)) => {
+                tracker.spawn(connection::serve(stream, None, local, ctx, stop));
+            }
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning; the
+                // connections already open keep being served.
+                tracing::error!("accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}

@@ -1,0 +1,222 @@
+//! Building the `environ` dict (PEP 3333, "environ Variables").
+//!
+//! Rules kept here:
+//! - Values are native strings decoded as latin-1 (PEP 3333, "Unicode
+//!   Issues"); PATH_INFO is percent-decoded first, so `/caf%C3%A9` is `'cafÃ©'`.
+//! - SCRIPT_NAME is the configured mount prefix (empty at the root) and is
+//!   removed from the front of PATH_INFO.
+//! - CONTENT_TYPE / CONTENT_LENGTH appear only when the request has them (a
+//!   chunked body has a length once read, so it gets CONTENT_LENGTH too);
+//!   they never appear as HTTP_CONTENT_*.
+//! - Every other header becomes `HTTP_<NAME>` (upper case, `-` → `_`);
+//!   repeated headers are joined with `,`; a header whose name contains `_`
+//!   is dropped, so `X_Forwarded_For` cannot pose as `X-Forwarded-For`.
+//! - Nothing from the process environment is copied in.
+//!
+//! Speed: the constant entries live in a template dict that is copied per
+//! request; constant keys are interned once per process; `HTTP_*` keys are
+//! cached per header name.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use hyper::header::{HeaderName, CONTENT_LENGTH, CONTENT_TYPE, HOST};
+use hyper::{Method, Version};
+use percent_encoding::percent_decode;
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyString, PyTuple};
+
+use crate::config::ServerConfig;
+use crate::exchange::Request;
+use crate::server::listener::LocalAddr;
+use crate::wsgi::errors::ErrorStream;
+use crate::wsgi::file_wrapper::FileWrapper;
+use crate::wsgi::input::Input;
+
+/// Most distinct `HTTP_*` keys cached; beyond it keys are built per request,
+/// so a client sending random header names cannot grow memory.
+const MAX_CACHED_NAMES: usize = 512;
+
+/// Builds environs for one server: the constant part is made once.
+pub struct EnvironTemplate {
+    /// The entries every environ shares (wsgi.*, SCRIPT_NAME).
+    base: Py<PyDict>,
+    /// `HTTP_*` key for each header name seen so far.
+    names: Mutex<HashMap<HeaderName, Py<PyString>>>,
+    /// SCRIPT_NAME, to strip from the front of the path.
+    script_name: String,
+    /// SERVER_PORT when the Host header has none (80 or 443).
+    default_port: &'static str,
+}
+
+impl EnvironTemplate {
+    /// Makes the template for `config`.
+    ///
+    /// # Errors
+    /// A Python error if building the dict fails (out of memory).
+    pub fn new(py: Python<'_>, config: &ServerConfig) -> PyResult<Self> {
+        let base = PyDict::new(py);
+        base.set_item("wsgi.version", PyTuple::new(py, [1, 0])?)?;
+        base.set_item("wsgi.url_scheme", &config.url_scheme)?;
+        base.set_item("wsgi.errors", Bound::new(py, ErrorStream)?)?;
+        base.set_item("wsgi.multithread", config.threads > 1)?;
+        base.set_item("wsgi.multiprocess", config.multiprocess)?;
+        base.set_item("wsgi.run_once", false)?;
+        base.set_item("wsgi.input_terminated", true)?;
+        base.set_item("wsgi.file_wrapper", py.get_type::<FileWrapper>())?;
+        base.set_item("SCRIPT_NAME", &config.script_name)?;
+        let default_port = if config.url_scheme == "https" { "443" } else { "80" };
+        Ok(EnvironTemplate {
+            base: base.unbind(),
+            names: Mutex::new(HashMap::new()),
+            script_name: config.script_name.clone(),
+            default_port,
+        })
+    }
+
+    /// Builds the environ for `request`; its body becomes `wsgi.input`.
+    ///
+    /// # Errors
+    /// A Python error if a dict or string cannot be made (out of memory).
+    pub fn build<'py>(&self, py: Python<'py>, request: Request) -> PyResult<Bound<'py, PyDict>> {
+        let env = self.base.bind(py).copy()?;
+        env.set_item(intern!(py, "REQUEST_METHOD"), method(py, &request.method))?;
+        let path = percent_decode(request.uri.path().as_bytes()).collect::<Cow<'_, [u8]>>();
+        env.set_item(intern!(py, "PATH_INFO"), latin1(py, self.strip_script_name(&path)))?;
+        let query = request.uri.query().unwrap_or("");
+        env.set_item(intern!(py, "QUERY_STRING"), latin1(py, query.as_bytes()))?;
+        env.set_item(intern!(py, "SERVER_PROTOCOL"), protocol(py, request.version))?;
+        self.set_addresses(py, &env, &request)?;
+        self.set_headers(py, &env, &request)?;
+        env.set_item(intern!(py, "wsgi.input"), Bound::new(py, Input::new(request.body))?)?;
+        Ok(env)
+    }
+
+    fn strip_script_name<'a>(&self, path: &'a [u8]) -> &'a [u8] {
+        let prefix = self.script_name.as_bytes();
+        match path.strip_prefix(prefix) {
+            Some(rest) if !prefix.is_empty() && (rest.is_empty() || rest[0] == b'/') => rest,
+            _ => path,
+        }
+    }
+
+    /// REMOTE_ADDR/REMOTE_PORT from the socket; SERVER_NAME/SERVER_PORT from
+    /// the Host header, else from the listening socket.
+    fn set_addresses(&self, py: Python<'_>, env: &Bound<'_, PyDict>, req: &Request) -> PyResult<()> {
+        match req.peer {
+            Some(peer) => {
+                env.set_item(intern!(py, "REMOTE_ADDR"), peer.ip().to_string())?;
+                env.set_item(intern!(py, "REMOTE_PORT"), peer.port().to_string())?;
+            }
+            None => env.set_item(intern!(py, "REMOTE_ADDR"), "")?,
+        }
+        let host = req.headers.get(HOST).map(|h| h.as_bytes()).filter(|h| !h.is_empty());
+        let (name, port) = match host {
+            Some(host) => split_host(host, self.default_port),
+            None => match &*req.local {
+                LocalAddr::Tcp(addr) => (addr.ip().to_string(), addr.port().to_string()),
+                LocalAddr::Unix(_) => ("localhost".to_owned(), String::new()),
+            },
+        };
+        env.set_item(intern!(py, "SERVER_NAME"), name)?;
+        env.set_item(intern!(py, "SERVER_PORT"), port)
+    }
+
+    fn set_headers(&self, py: Python<'_>, env: &Bound<'_, PyDict>, req: &Request) -> PyResult<()> {
+        if let Some(ct) = req.headers.get(CONTENT_TYPE) {
+            env.set_item(intern!(py, "CONTENT_TYPE"), latin1(py, ct.as_bytes()))?;
+        }
+        if req.has_body_framing || !req.body.is_empty() {
+            env.set_item(intern!(py, "CONTENT_LENGTH"), req.body.len().to_string())?;
+        }
+        for name in req.headers.keys() {
+            if name == CONTENT_TYPE || name == CONTENT_LENGTH || name.as_str().contains('_') {
+                continue;
+            }
+            let mut values = req.headers.get_all(name).iter();
+            let Some(first) = values.next() else { continue };
+            let value = match values.next() {
+                None => latin1(py, first.as_bytes()),
+                Some(second) => {
+                    let mut joined = first.as_bytes().to_vec();
+                    for v in std::iter::once(second).chain(values) {
+                        joined.push(b',');
+                        joined.extend_from_slice(v.as_bytes());
+                    }
+                    latin1(py, &joined)
+                }
+            };
+            env.set_item(self.http_key(py, name), value)?;
+        }
+        Ok(())
+    }
+
+    fn http_key<'py>(&self, py: Python<'py>, name: &HeaderName) -> Bound<'py, PyString> {
+        let mut names = self.names.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(key) = names.get(name) {
+            return key.bind(py).clone();
+        }
+        let key: String = "HTTP_"
+            .chars()
+            .chain(name.as_str().chars().map(|c| if c == '-' { '_' } else { c.to_ascii_uppercase() }))
+            .collect();
+        let key = PyString::intern(py, &key);
+        if names.len() < MAX_CACHED_NAMES {
+            names.insert(name.clone(), key.clone().unbind());
+        }
+        key
+    }
+}
+
+/// Splits a Host header value into (name, port); IPv6 literals keep brackets.
+fn split_host(host: &[u8], default_port: &str) -> (String, String) {
+    let host = String::from_utf8_lossy(host);
+    let (name, port) = match host.rfind(':') {
+        Some(i) if !host[i..].contains(']') => (&host[..i], &host[i + 1..]),
+        _ => (&host[..], default_port),
+    };
+    (name.to_owned(), port.to_owned())
+}
+
+/// A latin-1 decoded native string (PEP 3333, "Unicode Issues").
+pub fn latin1<'py>(py: Python<'py>, bytes: &[u8]) -> Bound<'py, PyString> {
+    match std::str::from_utf8(bytes) {
+        Ok(s) if bytes.is_ascii() => PyString::new(py, s),
+        _ => PyString::new(py, &bytes.iter().map(|&b| char::from(b)).collect::<String>()),
+    }
+}
+
+fn method<'py>(py: Python<'py>, method: &Method) -> Bound<'py, PyString> {
+    match *method {
+        Method::GET => intern!(py, "GET").clone(),
+        Method::POST => intern!(py, "POST").clone(),
+        Method::HEAD => intern!(py, "HEAD").clone(),
+        Method::PUT => intern!(py, "PUT").clone(),
+        Method::DELETE => intern!(py, "DELETE").clone(),
+        _ => PyString::new(py, method.as_str()),
+    }
+}
+
+fn protocol(py: Python<'_>, version: Version) -> Bound<'_, PyString> {
+    match version {
+        Version::HTTP_10 => intern!(py, "HTTP/1.0").clone(),
+        Version::HTTP_09 => intern!(py, "HTTP/0.9").clone(),
+        _ => intern!(py, "HTTP/1.1").clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_host;
+
+    #[test]
+    fn splits_host_headers() {
+        let s = |h: &str| split_host(h.as_bytes(), "80");
+        assert_eq!(s("example.com"), ("example.com".into(), "80".into()));
+        assert_eq!(s("example.com:8080"), ("example.com".into(), "8080".into()));
+        assert_eq!(s("[::1]:9000"), ("[::1]".into(), "9000".into()));
+        assert_eq!(s("[::1]"), ("[::1]".into(), "80".into()));
+    }
+}

@@ -1,0 +1,58 @@
+//! The gateway: PEP 3333 between a parsed request and the application.
+//!
+//! `Gateway::handle` runs on a Python thread with the GIL held: it builds the
+//! environ (`environ.rs`), calls the application with a `start_response`
+//! (`start_response.rs`), and sends what comes back (`response.rs`). Errors
+//! never escape: every failure becomes a 500 or a closed connection, and a
+//! log line (`errors.rs`).
+
+pub mod environ;
+pub mod errors;
+pub mod file_wrapper;
+pub mod input;
+pub mod pool;
+pub mod response;
+pub mod start_response;
+
+use pyo3::prelude::*;
+
+use crate::config::ServerConfig;
+use crate::exchange::Job;
+use crate::log::{self, Severity};
+use crate::wsgi::environ::EnvironTemplate;
+use crate::wsgi::errors::Failure;
+use crate::wsgi::response::Responder;
+use crate::wsgi::start_response::StartResponse;
+
+/// The application and what is needed to call it.
+pub struct Gateway {
+    app: Py<PyAny>,
+    environ: EnvironTemplate,
+}
+
+impl Gateway {
+    /// A gateway calling `app`.
+    ///
+    /// # Errors
+    /// A Python error if the environ template cannot be built.
+    pub fn new(py: Python<'_>, app: Py<PyAny>, config: &ServerConfig) -> PyResult<Self> {
+        Ok(Gateway { app, environ: EnvironTemplate::new(py, config)? })
+    }
+
+    /// Runs one request through the application and answers it.
+    pub fn handle(&self, py: Python<'_>, job: Job) {
+        let Job { request, reply } = job;
+        let responder = Responder::new(reply, request.method.clone(), request.uri.clone());
+        let sr = match Bound::new(py, StartResponse::new(responder)) {
+            Ok(sr) => sr,
+            Err(e) => return log::emit(Severity::Error, &format!("cannot answer a request: {e}")),
+        };
+        match self.environ.build(py, request) {
+            Ok(environ) => {
+                let result = self.app.bind(py).call1((environ, &sr));
+                response::run(py, &sr, result);
+            }
+            Err(e) => sr.get().responder().fail(py, Failure::Exception(e)),
+        }
+    }
+}

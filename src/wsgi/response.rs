@@ -1,0 +1,341 @@
+//! Turning what the application returned into a response (PEP 3333, "The
+//! Application/Framework Side" and "Buffering and Streaming").
+//!
+//! Rules kept here:
+//! - A list or tuple of bytes is taken whole: one body with an exact
+//!   Content-Length (the application's own, or computed).
+//! - Any other iterable is streamed chunk by chunk through a bounded channel;
+//!   the Python thread blocks (GIL released) while the client is slow.
+//! - Headers go out with the first non-empty chunk; empty chunks are skipped.
+//! - Never more bytes than the application's Content-Length; fewer, and the
+//!   connection is closed after them, and the error log says so.
+//! - HEAD: the head is computed as for GET, no body byte is sent, iteration
+//!   stops at the first non-empty chunk.
+//! - `close()` is called on the iterable exactly once, whatever happened, and
+//!   before the response ends, so a client that sees the end of the response
+//!   knows `close()` has run.
+//! - A `str`, `bytes`, `None` or a non-bytes chunk is a 500 with a log line
+//!   saying what PEP 3333 requires.
+
+use bytes::{Bytes, BytesMut};
+use hyper::header::{HeaderValue, CONTENT_LENGTH};
+use hyper::{HeaderMap, Method, StatusCode, Uri};
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
+use tokio::sync::mpsc::{self, error::TrySendError};
+use tokio::sync::oneshot;
+
+use crate::exchange::{BodySource, Chunk, ResponseStart};
+use crate::log::{self, Severity};
+use crate::wsgi::errors::{describe, Failure};
+use crate::wsgi::start_response::StartResponse;
+
+/// Chunks buffered between the Python thread and the connection; with the
+/// application's chunk size this bounds memory per streamed response.
+const STREAM_CHUNKS: usize = 16;
+
+/// A validated response head from `start_response`.
+#[derive(Debug)]
+pub struct Head {
+    /// Status code.
+    pub status: StatusCode,
+    /// Reason phrase, when not the standard one.
+    pub reason: Option<Bytes>,
+    /// Headers, `Server` included.
+    pub headers: HeaderMap,
+    /// The application's Content-Length, if it set one, bytes.
+    pub content_length: Option<u64>,
+}
+
+/// The response side of one request: what was started, what was sent.
+pub struct Responder {
+    /// Taken when the head is sent; `None` means headers are out.
+    reply: Option<oneshot::Sender<ResponseStart>>,
+    /// Set by `start_response`, taken when sent.
+    head: Option<Head>,
+    /// Open while a streamed body is being sent.
+    stream: Option<mpsc::Sender<Chunk>>,
+    /// Bytes still allowed by the application's Content-Length.
+    budget: Option<u64>,
+    /// The application's Content-Length of a streamed body, for log lines.
+    declared: Option<u64>,
+    method: Method,
+    uri: Uri,
+}
+
+impl Responder {
+    /// A responder answering on `reply` for a `method` request to `uri`.
+    pub fn new(reply: oneshot::Sender<ResponseStart>, method: Method, uri: Uri) -> Self {
+        Responder {
+            reply: Some(reply),
+            head: None,
+            stream: None,
+            budget: None,
+            declared: None,
+            method,
+            uri,
+        }
+    }
+
+    /// `"GET /path?query"`, for log lines.
+    pub fn label(&self) -> String {
+        let target = self.uri.path_and_query().map_or("/", |p| p.as_str());
+        format!("{} {target}", self.method)
+    }
+
+    /// Whether the head has been handed to the connection.
+    pub fn headers_sent(&self) -> bool {
+        self.reply.is_none()
+    }
+
+    /// Whether `start_response` has been called (and not yet superseded).
+    pub fn has_head(&self) -> bool {
+        self.head.is_some() || self.headers_sent()
+    }
+
+    /// Records (or, with exc_info, replaces) the head to send.
+    pub fn set_head(&mut self, head: Head) {
+        self.head = Some(head);
+    }
+
+    fn is_head_request(&self) -> bool {
+        self.method == Method::HEAD
+    }
+
+    fn require_head(&self) -> Result<(), Failure> {
+        if self.has_head() {
+            Ok(())
+        } else {
+            Err(Failure::protocol(
+                "the application produced a body before calling start_response() (PEP 3333)",
+            ))
+        }
+    }
+
+    /// Sends `data` as the next body chunk, the head first if not yet sent.
+    ///
+    /// # Errors
+    /// `Failure::Protocol` before `start_response`; `Failure::ClientGone`
+    /// when the connection is gone.
+    pub fn write(&mut self, py: Python<'_>, data: &[u8]) -> Result<(), Failure> {
+        self.require_head()?;
+        if data.is_empty() || self.is_head_request() {
+            return Ok(());
+        }
+        if let Some(head) = self.head.take().filter(|_| !self.headers_sent()) {
+            self.budget = head.content_length;
+            self.declared = head.content_length;
+            let (tx, rx) = mpsc::channel(STREAM_CHUNKS);
+            self.send_start(head, BodySource::Stream(rx))?;
+            self.stream = Some(tx);
+        }
+        let allowed = self.budget.map_or(data.len(), |b| data.len().min(b as usize));
+        if allowed < data.len() {
+            log::emit(
+                Severity::Warning,
+                &format!("{}: body longer than its Content-Length; truncated", self.label()),
+            );
+        }
+        if allowed == 0 {
+            return Ok(());
+        }
+        self.budget = self.budget.map(|b| b - allowed as u64);
+        self.send_chunk(py, Chunk::Data(Bytes::copy_from_slice(&data[..allowed])))
+    }
+
+    fn send_start(&mut self, head: Head, body: BodySource) -> Result<(), Failure> {
+        let reply = self.reply.take().ok_or(Failure::ClientGone)?;
+        let Head { status, reason, headers, .. } = head;
+        reply.send(ResponseStart { status, reason, headers, body }).map_err(|_| Failure::ClientGone)
+    }
+
+    fn send_chunk(&mut self, py: Python<'_>, chunk: Chunk) -> Result<(), Failure> {
+        let Some(tx) = self.stream.as_ref() else { return Err(Failure::ClientGone) };
+        match tx.try_send(chunk) {
+            Ok(()) => Ok(()),
+            // The client is slower than the application: wait without the GIL.
+            Err(TrySendError::Full(chunk)) => {
+                py.detach(|| tx.blocking_send(chunk)).map_err(|_| Failure::ClientGone)
+            }
+            Err(TrySendError::Closed(_)) => Err(Failure::ClientGone),
+        }
+    }
+
+    /// Sends a whole body collected from a list or tuple.
+    ///
+    /// # Errors
+    /// As [`Responder::write`].
+    pub fn send_full(&mut self, py: Python<'_>, body: Bytes) -> Result<(), Failure> {
+        if self.headers_sent() {
+            return self.write(py, &body); // write() was used: keep streaming
+        }
+        self.require_head()?;
+        let Some(mut head) = self.head.take() else { return Err(Failure::ClientGone) };
+        let len = body.len() as u64;
+        if self.is_head_request() {
+            if head.content_length.is_none() {
+                head.headers.insert(CONTENT_LENGTH, HeaderValue::from(len));
+            }
+            return self.send_start(head, BodySource::Full(Bytes::new()));
+        }
+        let source = match head.content_length {
+            Some(declared) if len > declared => {
+                log::emit(
+                    Severity::Warning,
+                    &format!("{}: body longer than its Content-Length; truncated", self.label()),
+                );
+                BodySource::Full(body.slice(..declared as usize))
+            }
+            Some(declared) if len < declared => {
+                self.log_short(declared - len, declared);
+                BodySource::Short(body)
+            }
+            _ => BodySource::Full(body),
+        };
+        self.send_start(head, source)
+    }
+
+    /// Ends the response normally.
+    ///
+    /// # Errors
+    /// As [`Responder::write`].
+    pub fn finish(&mut self, py: Python<'_>) -> Result<(), Failure> {
+        if !self.headers_sent() {
+            return self.send_full(py, Bytes::new());
+        }
+        if let Some(missing) = self.budget.filter(|b| *b > 0) {
+            self.log_short(missing, self.declared.unwrap_or(missing));
+            self.send_chunk(py, Chunk::Abort)?;
+        }
+        self.stream = None;
+        Ok(())
+    }
+
+    fn log_short(&self, missing: u64, declared: u64) {
+        log::emit(
+            Severity::Error,
+            &format!(
+                "{}: the application sent {missing} bytes fewer than its Content-Length \
+                 ({declared}); closing the connection",
+                self.label()
+            ),
+        );
+    }
+
+    /// Ends the response after `failure`: logs it, then answers 500 if the
+    /// head is not out yet, or aborts the body (the connection closes).
+    pub fn fail(&mut self, py: Python<'_>, failure: Failure) {
+        failure.log(py, &self.label());
+        if let Some(reply) = self.reply.take() {
+            let _ = reply.send(ResponseStart::plain(StatusCode::INTERNAL_SERVER_ERROR, false));
+        } else if self.stream.is_some() {
+            let _ = self.send_chunk(py, Chunk::Abort);
+            self.stream = None;
+        }
+    }
+}
+
+/// Sends the response for the application's result, then calls `close()`.
+pub fn run(py: Python<'_>, sr: &Bound<'_, StartResponse>, result: PyResult<Bound<'_, PyAny>>) {
+    let start_response = sr.get();
+    let iterable = match result {
+        Ok(iterable) => iterable,
+        Err(e) => return start_response.responder().fail(py, Failure::Exception(e)),
+    };
+    let delivered = deliver(py, start_response, &iterable);
+    let closed = close(py, &iterable);
+    let mut responder = start_response.responder();
+    let outcome = match (delivered, closed) {
+        (Ok(Some(body)), Ok(())) => responder.send_full(py, body),
+        (Ok(None), Ok(())) => responder.finish(py),
+        (Ok(_), Err(e)) => Err(Failure::Exception(e)),
+        (Err(failure), Ok(())) => Err(failure),
+        (Err(failure), Err(e)) => {
+            Failure::Exception(e).log(py, &responder.label());
+            Err(failure)
+        }
+    };
+    if let Err(failure) = outcome {
+        responder.fail(py, failure);
+    }
+}
+
+/// Sends what the iterable yields; a list or tuple is returned whole instead,
+/// to be sent after `close()`.
+fn deliver(
+    py: Python<'_>,
+    start_response: &StartResponse,
+    iterable: &Bound<'_, PyAny>,
+) -> Result<Option<Bytes>, Failure> {
+    if let Ok(list) = iterable.cast::<PyList>() {
+        return collect(list.iter()).map(Some);
+    }
+    if let Ok(tuple) = iterable.cast::<PyTuple>() {
+        return collect(tuple.iter()).map(Some);
+    }
+    reject_non_iterables(iterable)?;
+    let iterator = iterable.try_iter().map_err(|_| {
+        Failure::protocol(format!(
+            "the application returned {}, which is not iterable; \
+             PEP 3333 requires an iterable of bytestrings",
+            describe(iterable)
+        ))
+    })?;
+    for item in iterator {
+        let item = item.map_err(Failure::Exception)?;
+        let chunk = item.cast::<PyBytes>().map_err(|_| bad_chunk(&item))?;
+        if chunk.as_bytes().is_empty() {
+            continue;
+        }
+        let mut responder = start_response.responder();
+        if responder.is_head_request() {
+            return responder.require_head().map(|()| None);
+        }
+        responder.write(py, chunk.as_bytes())?;
+    }
+    Ok(None)
+}
+
+/// Joins the bytes of a list or tuple body (a single item is not copied twice).
+fn collect<'py>(items: impl Iterator<Item = Bound<'py, PyAny>>) -> Result<Bytes, Failure> {
+    let mut body = BytesMut::new();
+    for item in items {
+        let chunk = item.cast::<PyBytes>().map_err(|_| bad_chunk(&item))?;
+        body.extend_from_slice(chunk.as_bytes());
+    }
+    Ok(body.freeze())
+}
+
+fn bad_chunk(item: &Bound<'_, PyAny>) -> Failure {
+    Failure::protocol(format!(
+        "the application's iterable yielded {}; PEP 3333 requires an iterable of \
+         bytestrings (bytes, not str: encode the text)",
+        describe(item)
+    ))
+}
+
+/// The usual mistakes, named: a `str` (Python 2 era tutorials), `bytes`
+/// (iterable, but of ints), `None` (a forgotten `return`).
+fn reject_non_iterables(value: &Bound<'_, PyAny>) -> Result<(), Failure> {
+    let what = if value.is_none() {
+        "None (did it forget to return the body?)".to_owned()
+    } else if value.is_instance_of::<PyString>() {
+        format!("a str ({}); return [body.encode()] instead", describe(value))
+    } else if value.is_instance_of::<PyBytes>() {
+        format!("a bare bytes object ({}); return [body] instead", describe(value))
+    } else {
+        return Ok(());
+    };
+    Err(Failure::protocol(format!(
+        "the application returned {what}. PEP 3333 requires an iterable of bytestrings"
+    )))
+}
+
+/// Calls `iterable.close()` if it has one (PEP 3333: exactly once).
+fn close(py: Python<'_>, iterable: &Bound<'_, PyAny>) -> PyResult<()> {
+    if iterable.hasattr(intern!(py, "close"))? {
+        iterable.call_method0(intern!(py, "close"))?;
+    }
+    Ok(())
+}
