@@ -50,7 +50,9 @@ impl Server {
     #[new]
     fn new(app: Bound<'_, PyAny>, config: &Bound<'_, PyDict>) -> PyResult<Self> {
         if !app.is_callable() {
-            return Err(PyTypeError::new_err("the WSGI application must be callable"));
+            return Err(PyTypeError::new_err(
+                "the WSGI application must be callable",
+            ));
         }
         let config = parse_config(config)?;
         let listeners = config
@@ -90,7 +92,9 @@ impl Server {
         {
             let mut state = self.state();
             if state.trigger.is_some() {
-                return Err(PyRuntimeError::new_err("serve_forever() is already running"));
+                return Err(PyRuntimeError::new_err(
+                    "serve_forever() is already running",
+                ));
             }
             state.trigger = Some(trigger.clone());
             state.thread = Some(std::thread::current().id());
@@ -104,7 +108,9 @@ impl Server {
     fn shutdown(&self, py: Python<'_>) {
         {
             let state = self.state();
-            let Some(trigger) = state.trigger.as_ref() else { return };
+            let Some(trigger) = state.trigger.as_ref() else {
+                return;
+            };
             trigger.trigger();
             if state.thread == Some(std::thread::current().id()) {
                 return; // called from a signal handler inside serve_forever
@@ -125,8 +131,15 @@ impl Server {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn run(&self, py: Python<'_>, trigger: &ShutdownTrigger, signal: ShutdownSignal) -> PyResult<()> {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    fn run(
+        &self,
+        py: Python<'_>,
+        trigger: &ShutdownTrigger,
+        signal: ShutdownSignal,
+    ) -> PyResult<()> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
         let gateway = Arc::new(Gateway::new(py, self.app.clone_ref(py), &self.config)?);
         let (jobs_tx, jobs_rx) = crossbeam_channel::unbounded();
         let pool = Pool::start(self.config.threads, gateway, jobs_rx)?;
@@ -146,10 +159,17 @@ impl Server {
         tracker.close();
         let drained = drain(py, &rt, &tracker, self.config.graceful_timeout);
         py.detach(|| rt.shutdown_timeout(Duration::ZERO));
-        let grace = if drained { Duration::from_secs(5) } else { Duration::from_millis(100) };
+        let grace = if drained {
+            Duration::from_secs(5)
+        } else {
+            Duration::from_millis(100)
+        };
         let busy = pool.join(py, Instant::now() + grace);
         if busy > 0 {
-            log::emit(Severity::Warning, &format!("{busy} application call(s) still running"));
+            log::emit(
+                Severity::Warning,
+                &format!("{busy} application call(s) still running"),
+            );
         }
         interrupted.map_or(Ok(()), Err)
     }
@@ -161,7 +181,11 @@ fn wait_for_stop(py: Python<'_>, rt: &Runtime, signal: &ShutdownSignal) -> PyRes
     loop {
         let mut stop = signal.clone();
         let stopped = py.detach(|| {
-            rt.block_on(async { tokio::time::timeout(SIGNAL_CHECK, stop.recv()).await.is_ok() })
+            rt.block_on(async {
+                tokio::time::timeout(SIGNAL_CHECK, stop.recv())
+                    .await
+                    .is_ok()
+            })
         });
         if stopped {
             return Ok(());
@@ -229,7 +253,11 @@ fn apply_option(config: &mut ServerConfig, key: &str, value: &Bound<'_, PyAny>) 
         "multiprocess" => config.multiprocess = value.extract()?,
         "url_scheme" => config.url_scheme = value.extract()?,
         "script_name" => config.script_name = value.extract()?,
-        _ => return Err(PyValueError::new_err(format!("unknown server option {key:?}"))),
+        _ => {
+            return Err(PyValueError::new_err(format!(
+                "unknown server option {key:?}"
+            )))
+        }
     }
     Ok(())
 }

@@ -39,16 +39,27 @@ impl BindAddr {
         }
         if let Some(fd) = value.strip_prefix("fd://") {
             let fd: i32 = fd.parse().map_err(|_| bad("fd must be a number"))?;
-            return if fd >= 0 { Ok(BindAddr::Fd(fd)) } else { Err(bad("negative fd")) };
+            return if fd >= 0 {
+                Ok(BindAddr::Fd(fd))
+            } else {
+                Err(bad("negative fd"))
+            };
         }
-        let (host, port) = value.rsplit_once(':').ok_or_else(|| bad("expected HOST:PORT"))?;
+        let (host, port) = value
+            .rsplit_once(':')
+            .ok_or_else(|| bad("expected HOST:PORT"))?;
         let port: u16 = port.parse().map_err(|_| bad("port must be 0-65535"))?;
         let host = match host {
             "" => "0.0.0.0",
             "localhost" => "127.0.0.1",
-            h => h.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(h),
+            h => h
+                .strip_prefix('[')
+                .and_then(|h| h.strip_suffix(']'))
+                .unwrap_or(h),
         };
-        let ip = host.parse().map_err(|_| bad("host must be an IP address"))?;
+        let ip = host
+            .parse()
+            .map_err(|_| bad("host must be an IP address"))?;
         Ok(BindAddr::Tcp(SocketAddr::new(ip, port)))
     }
 }
@@ -160,27 +171,47 @@ mod tests {
     #[test]
     fn parses_every_bind_form() {
         let tcp = |s: &str| BindAddr::Tcp(s.parse().unwrap());
-        assert_eq!(BindAddr::parse("127.0.0.1:80").unwrap(), tcp("127.0.0.1:80"));
+        assert_eq!(
+            BindAddr::parse("127.0.0.1:80").unwrap(),
+            tcp("127.0.0.1:80")
+        );
         assert_eq!(BindAddr::parse("[::1]:8000").unwrap(), tcp("[::1]:8000"));
         assert_eq!(BindAddr::parse(":8000").unwrap(), tcp("0.0.0.0:8000"));
         assert_eq!(BindAddr::parse("localhost:1").unwrap(), tcp("127.0.0.1:1"));
-        assert_eq!(BindAddr::parse("unix:/tmp/s").unwrap(), BindAddr::Unix("/tmp/s".into()));
+        assert_eq!(
+            BindAddr::parse("unix:/tmp/s").unwrap(),
+            BindAddr::Unix("/tmp/s".into())
+        );
         assert_eq!(BindAddr::parse("fd://3").unwrap(), BindAddr::Fd(3));
     }
 
     #[test]
     fn rejects_malformed_binds() {
-        for bad in ["", "8000", "host:port", "1.2.3.4:70000", "unix:", "fd://x", "fd://-1"] {
+        for bad in [
+            "",
+            "8000",
+            "host:port",
+            "1.2.3.4:70000",
+            "unix:",
+            "fd://x",
+            "fd://-1",
+        ] {
             assert!(BindAddr::parse(bad).is_err(), "{bad:?} was accepted");
         }
     }
 
     #[test]
     fn validates_ranges() {
-        let cfg = ServerConfig { threads: 0, ..ServerConfig::default() };
+        let cfg = ServerConfig {
+            threads: 0,
+            ..ServerConfig::default()
+        };
         assert!(cfg.validate().is_err());
         assert!(ServerConfig::default().validate().is_ok());
         assert!(seconds("timeout", -1.0).is_err());
-        assert_eq!(seconds("timeout", 1.5).unwrap(), Duration::from_millis(1500));
+        assert_eq!(
+            seconds("timeout", 1.5).unwrap(),
+            Duration::from_millis(1500)
+        );
     }
 }

@@ -120,13 +120,21 @@ impl ResponseStart {
     pub fn plain(status: StatusCode, close: bool) -> Self {
         use hyper::header::{HeaderValue, CONNECTION, CONTENT_TYPE, SERVER};
         let mut headers = HeaderMap::with_capacity(3);
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+        headers.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
         headers.insert(SERVER, HeaderValue::from_static(SERVER_HEADER));
         if close {
             headers.insert(CONNECTION, HeaderValue::from_static("close"));
         }
         let reason = status.canonical_reason().unwrap_or("Error");
         let body = Bytes::from(format!("{} {reason}\n", status.as_u16()));
-        ResponseStart { status, reason: None, headers, body: BodySource::Full(body) }
+        ResponseStart {
+            status,
+            reason: None,
+            headers,
+            body: BodySource::Full(body),
+        }
     }
 }

@@ -56,7 +56,9 @@ pub async fn read(mut body: Incoming, limits: BodyLimits) -> Result<RequestBody,
     let mut spill: Option<(File, u64)> = None;
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(BodyError::Client)?;
-        let Ok(data) = frame.into_data() else { continue }; // trailers are dropped
+        let Ok(data) = frame.into_data() else {
+            continue;
+        }; // trailers are dropped
         let total = spill.as_ref().map_or(memory.len() as u64, |s| s.1) + data.len() as u64;
         if total > limits.max_size {
             return Err(BodyError::TooLarge);

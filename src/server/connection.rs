@@ -42,11 +42,16 @@ pub struct Activity {
 
 impl Activity {
     fn new() -> Self {
-        Activity { born: Instant::now(), in_flight: AtomicUsize::new(0), last: AtomicU64::new(0) }
+        Activity {
+            born: Instant::now(),
+            in_flight: AtomicUsize::new(0),
+            last: AtomicU64::new(0),
+        }
     }
 
     fn touch(&self) {
-        self.last.store(self.born.elapsed().as_millis() as u64, Ordering::Relaxed);
+        self.last
+            .store(self.born.elapsed().as_millis() as u64, Ordering::Relaxed);
     }
 
     /// When the connection becomes idle-expired if nothing happens meanwhile.
@@ -101,9 +106,17 @@ pub async fn serve<S>(
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let activity = Arc::new(Activity::new());
-    let io = TokioIo::new(Tracked { inner: stream, activity: activity.clone() });
+    let io = TokioIo::new(Tracked {
+        inner: stream,
+        activity: activity.clone(),
+    });
     let keep_alive = ctx.config.keep_alive;
-    let info = Arc::new(ConnInfo { peer, local, activity: activity.clone(), ctx: ctx.clone() });
+    let info = Arc::new(ConnInfo {
+        peer,
+        local,
+        activity: activity.clone(),
+        ctx: ctx.clone(),
+    });
     let service = service_fn(move |req| handle(req, info.clone()));
     let conn = ctx.http1.serve_connection(io, service);
     tokio::pin!(conn);
@@ -152,7 +165,10 @@ async fn handle(
 
 async fn respond(req: Request<Incoming>, conn: &ConnInfo) -> Response<ResponseBody> {
     let config = &conn.ctx.config;
-    let limits = BodyLimits { max_size: config.max_body_size, memory: config.body_buffer_size };
+    let limits = BodyLimits {
+        max_size: config.max_body_size,
+        memory: config.body_buffer_size,
+    };
     let (parts, incoming) = req.into_parts();
     if body::declared_too_large(&parts.headers, limits) {
         return to_response(ResponseStart::plain(StatusCode::PAYLOAD_TOO_LARGE, true));
@@ -179,7 +195,10 @@ async fn respond(req: Request<Incoming>, conn: &ConnInfo) -> Response<ResponseBo
     }
     match answer.await {
         Ok(start) => to_response(start),
-        Err(_) => to_response(ResponseStart::plain(StatusCode::INTERNAL_SERVER_ERROR, true)),
+        Err(_) => to_response(ResponseStart::plain(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            true,
+        )),
     }
 }
 
@@ -213,7 +232,9 @@ fn access_record(req: &Request<Incoming>, peer: Option<SocketAddr>) -> AccessRec
     let header = |name| {
         req.headers()
             .get(name)
-            .map(|v: &hyper::header::HeaderValue| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            .map(|v: &hyper::header::HeaderValue| {
+                String::from_utf8_lossy(v.as_bytes()).into_owned()
+            })
             .unwrap_or_else(|| "-".to_owned())
     };
     AccessRecord {

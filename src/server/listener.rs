@@ -66,7 +66,9 @@ impl StdListener {
             StdListener::Tcp(l) => l.local_addr().map(LocalAddr::Tcp),
             StdListener::Unix { listener, .. } => {
                 let addr = listener.local_addr()?;
-                Ok(LocalAddr::Unix(addr.as_pathname().map(PathBuf::from).unwrap_or_default()))
+                Ok(LocalAddr::Unix(
+                    addr.as_pathname().map(PathBuf::from).unwrap_or_default(),
+                ))
             }
         }
     }
@@ -94,7 +96,10 @@ impl StdListener {
 
 impl Drop for StdListener {
     fn drop(&mut self) {
-        if let StdListener::Unix { owned: Some(path), .. } = self {
+        if let StdListener::Unix {
+            owned: Some(path), ..
+        } = self
+        {
             let _ = std::fs::remove_file(path);
         }
     }
@@ -122,7 +127,10 @@ fn bind_unix(path: &PathBuf, backlog: i32) -> io::Result<StdListener> {
     // SAFETY: `into_raw_fd` hands over sole ownership of a valid, listening
     // unix stream socket.
     let listener = unsafe { StdUnixListener::from_raw_fd(socket.into_raw_fd()) };
-    Ok(StdListener::Unix { listener, owned: Some(path.clone()) })
+    Ok(StdListener::Unix {
+        listener,
+        owned: Some(path.clone()),
+    })
 }
 
 fn adopt_fd(fd: i32) -> io::Result<StdListener> {
@@ -130,13 +138,19 @@ fn adopt_fd(fd: i32) -> io::Result<StdListener> {
     // an open socket, the `getsockopt` calls below fail and we return an error.
     let socket = unsafe { Socket::from_raw_fd(fd) };
     if socket.r#type()? != Type::STREAM {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "fd is not a stream socket"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "fd is not a stream socket",
+        ));
     }
     let domain = socket.local_addr()?.domain();
     if domain == Domain::UNIX {
         // SAFETY: as above; ownership moves from `socket` to the listener.
         let listener = unsafe { StdUnixListener::from_raw_fd(socket.into_raw_fd()) };
-        Ok(StdListener::Unix { listener, owned: None })
+        Ok(StdListener::Unix {
+            listener,
+            owned: None,
+        })
     } else {
         Ok(StdListener::Tcp(socket.into()))
     }

@@ -44,9 +44,12 @@ impl ServerCtx {
             .header_read_timeout(header_timeout)
             .keep_alive(!config.keep_alive.is_zero())
             .title_case_headers(true)
-            .pipeline_flush(true)
             .half_close(false);
-        ServerCtx { config, jobs, http1 }
+        ServerCtx {
+            config,
+            jobs,
+            http1,
+        }
     }
 }
 
@@ -58,7 +61,13 @@ pub fn spawn(
     tracker: &TaskTracker,
 ) {
     for (listener, local) in listeners {
-        let task = accept_loop(listener, local, ctx.clone(), shutdown.clone(), tracker.clone());
+        let task = accept_loop(
+            listener,
+            local,
+            ctx.clone(),
+            shutdown.clone(),
+            tracker.clone(),
+        );
         tracker.spawn(task);
     }
 }

@@ -37,6 +37,9 @@ enum Kind {
     Full(Option<Bytes>),
     Short(Option<Bytes>),
     Stream(mpsc::Receiver<Chunk>),
+    /// The body must end in an error, after hyper had one chance to flush
+    /// what was already written (hyper drops its write buffer on a body error).
+    Aborting,
     Done,
 }
 
@@ -59,7 +62,12 @@ impl ResponseBody {
             BodySource::Short(b) => Kind::Short(Some(b)),
             BodySource::Stream(rx) => Kind::Stream(rx),
         };
-        ResponseBody { kind, sent: 0, access: None, _in_flight: None }
+        ResponseBody {
+            kind,
+            sent: 0,
+            access: None,
+            _in_flight: None,
+        }
     }
 
     /// A complete body held in memory.
@@ -73,6 +81,13 @@ impl ResponseBody {
         self.access = access;
         self._in_flight = Some(guard);
         self
+    }
+
+    /// Yields once so hyper flushes the bytes already written, then errors.
+    fn abort(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BodyAborted>>> {
+        self.kind = Kind::Aborting;
+        cx.waker().wake_by_ref();
+        Poll::Pending
     }
 
     fn data(&mut self, bytes: Bytes) -> Poll<Option<Result<Frame<Bytes>, BodyAborted>>> {
@@ -97,20 +112,18 @@ impl Body for ResponseBody {
             },
             Kind::Short(data) => match data.take() {
                 Some(b) if !b.is_empty() => this.data(b),
-                _ => {
-                    this.kind = Kind::Done;
-                    Poll::Ready(Some(Err(BodyAborted)))
-                }
+                _ => this.abort(cx),
             },
             Kind::Stream(rx) => match rx.poll_recv(cx) {
                 Poll::Pending => Poll::Pending,
                 Poll::Ready(Some(Chunk::Data(b))) => this.data(b),
-                Poll::Ready(Some(Chunk::Abort)) => {
-                    this.kind = Kind::Done;
-                    Poll::Ready(Some(Err(BodyAborted)))
-                }
+                Poll::Ready(Some(Chunk::Abort)) => this.abort(cx),
                 Poll::Ready(None) => Poll::Ready(None),
             },
+            Kind::Aborting => {
+                this.kind = Kind::Done;
+                Poll::Ready(Some(Err(BodyAborted)))
+            }
             Kind::Done => Poll::Ready(None),
         }
     }

@@ -67,7 +67,11 @@ impl EnvironTemplate {
         base.set_item("wsgi.input_terminated", true)?;
         base.set_item("wsgi.file_wrapper", py.get_type::<FileWrapper>())?;
         base.set_item("SCRIPT_NAME", &config.script_name)?;
-        let default_port = if config.url_scheme == "https" { "443" } else { "80" };
+        let default_port = if config.url_scheme == "https" {
+            "443"
+        } else {
+            "80"
+        };
         Ok(EnvironTemplate {
             base: base.unbind(),
             names: Mutex::new(HashMap::new()),
@@ -84,13 +88,22 @@ impl EnvironTemplate {
         let env = self.base.bind(py).copy()?;
         env.set_item(intern!(py, "REQUEST_METHOD"), method(py, &request.method))?;
         let path = percent_decode(request.uri.path().as_bytes()).collect::<Cow<'_, [u8]>>();
-        env.set_item(intern!(py, "PATH_INFO"), latin1(py, self.strip_script_name(&path)))?;
+        env.set_item(
+            intern!(py, "PATH_INFO"),
+            latin1(py, self.strip_script_name(&path)),
+        )?;
         let query = request.uri.query().unwrap_or("");
         env.set_item(intern!(py, "QUERY_STRING"), latin1(py, query.as_bytes()))?;
-        env.set_item(intern!(py, "SERVER_PROTOCOL"), protocol(py, request.version))?;
+        env.set_item(
+            intern!(py, "SERVER_PROTOCOL"),
+            protocol(py, request.version),
+        )?;
         self.set_addresses(py, &env, &request)?;
         self.set_headers(py, &env, &request)?;
-        env.set_item(intern!(py, "wsgi.input"), Bound::new(py, Input::new(request.body))?)?;
+        env.set_item(
+            intern!(py, "wsgi.input"),
+            Bound::new(py, Input::new(request.body))?,
+        )?;
         Ok(env)
     }
 
@@ -104,7 +117,12 @@ impl EnvironTemplate {
 
     /// REMOTE_ADDR/REMOTE_PORT from the socket; SERVER_NAME/SERVER_PORT from
     /// the Host header, else from the listening socket.
-    fn set_addresses(&self, py: Python<'_>, env: &Bound<'_, PyDict>, req: &Request) -> PyResult<()> {
+    fn set_addresses(
+        &self,
+        py: Python<'_>,
+        env: &Bound<'_, PyDict>,
+        req: &Request,
+    ) -> PyResult<()> {
         match req.peer {
             Some(peer) => {
                 env.set_item(intern!(py, "REMOTE_ADDR"), peer.ip().to_string())?;
@@ -112,7 +130,11 @@ impl EnvironTemplate {
             }
             None => env.set_item(intern!(py, "REMOTE_ADDR"), "")?,
         }
-        let host = req.headers.get(HOST).map(|h| h.as_bytes()).filter(|h| !h.is_empty());
+        let host = req
+            .headers
+            .get(HOST)
+            .map(|h| h.as_bytes())
+            .filter(|h| !h.is_empty());
         let (name, port) = match host {
             Some(host) => split_host(host, self.default_port),
             None => match &*req.local {
@@ -160,7 +182,13 @@ impl EnvironTemplate {
         }
         let key: String = "HTTP_"
             .chars()
-            .chain(name.as_str().chars().map(|c| if c == '-' { '_' } else { c.to_ascii_uppercase() }))
+            .chain(name.as_str().chars().map(|c| {
+                if c == '-' {
+                    '_'
+                } else {
+                    c.to_ascii_uppercase()
+                }
+            }))
             .collect();
         let key = PyString::intern(py, &key);
         if names.len() < MAX_CACHED_NAMES {
@@ -184,7 +212,10 @@ fn split_host(host: &[u8], default_port: &str) -> (String, String) {
 pub fn latin1<'py>(py: Python<'py>, bytes: &[u8]) -> Bound<'py, PyString> {
     match std::str::from_utf8(bytes) {
         Ok(s) if bytes.is_ascii() => PyString::new(py, s),
-        _ => PyString::new(py, &bytes.iter().map(|&b| char::from(b)).collect::<String>()),
+        _ => PyString::new(
+            py,
+            &bytes.iter().map(|&b| char::from(b)).collect::<String>(),
+        ),
     }
 }
 

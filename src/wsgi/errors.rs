@@ -65,14 +65,19 @@ impl Failure {
         match self {
             Failure::Exception(err) => log::emit(
                 Severity::Error,
-                &format!("Error handling request {label}\n{}", format_exception(py, err)),
+                &format!(
+                    "Error handling request {label}\n{}",
+                    format_exception(py, err)
+                ),
             ),
-            Failure::Protocol(message) => {
-                log::emit(Severity::Error, &format!("Error handling request {label}: {message}"))
-            }
-            Failure::ClientGone => {
-                log::emit(Severity::Debug, &format!("{label}: client disconnected mid-response"))
-            }
+            Failure::Protocol(message) => log::emit(
+                Severity::Error,
+                &format!("Error handling request {label}: {message}"),
+            ),
+            Failure::ClientGone => log::emit(
+                Severity::Debug,
+                &format!("{label}: client disconnected mid-response"),
+            ),
         }
     }
 }
@@ -84,7 +89,9 @@ pub fn format_exception(py: Python<'_>, err: &PyErr) -> String {
             "format_exception",
             (err.get_type(py), err.value(py), err.traceback(py)),
         )?;
-        PyString::new(py, "").call_method1("join", (lines,))?.extract::<String>()
+        PyString::new(py, "")
+            .call_method1("join", (lines,))?
+            .extract::<String>()
     });
     formatted.unwrap_or_else(|_| err.to_string())
 }

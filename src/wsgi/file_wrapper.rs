@@ -24,7 +24,10 @@ impl FileWrapper {
     #[new]
     #[pyo3(signature = (filelike, block_size=8192))]
     fn new(filelike: Py<PyAny>, block_size: usize) -> Self {
-        FileWrapper { filelike, block_size: block_size.max(1) }
+        FileWrapper {
+            filelike,
+            block_size: block_size.max(1),
+        }
     }
 
     fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
@@ -32,7 +35,10 @@ impl FileWrapper {
     }
 
     fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
-        let data = self.filelike.bind(py).call_method1(intern!(py, "read"), (self.block_size,))?;
+        let data = self
+            .filelike
+            .bind(py)
+            .call_method1(intern!(py, "read"), (self.block_size,))?;
         Ok((data.len().unwrap_or(0) > 0).then_some(data))
     }
 

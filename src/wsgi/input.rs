@@ -35,10 +35,15 @@ impl Input {
             RequestBody::Memory(b) => Source::Memory(Cursor::new(b)),
             RequestBody::File(f, _) => Source::File(BufReader::with_capacity(64 * 1024, f)),
         };
-        Input { source: Mutex::new(source) }
+        Input {
+            source: Mutex::new(source),
+        }
     }
 
-    fn with_reader<T>(&self, f: impl FnOnce(&mut dyn BufRead) -> std::io::Result<T>) -> PyResult<T> {
+    fn with_reader<T>(
+        &self,
+        f: impl FnOnce(&mut dyn BufRead) -> std::io::Result<T>,
+    ) -> PyResult<T> {
         let mut source = self.source.lock().unwrap_or_else(|e| e.into_inner());
         let reader: &mut dyn BufRead = match &mut *source {
             Source::Memory(c) => c,

@@ -36,7 +36,10 @@ impl Gateway {
     /// # Errors
     /// A Python error if the environ template cannot be built.
     pub fn new(py: Python<'_>, app: Py<PyAny>, config: &ServerConfig) -> PyResult<Self> {
-        Ok(Gateway { app, environ: EnvironTemplate::new(py, config)? })
+        Ok(Gateway {
+            app,
+            environ: EnvironTemplate::new(py, config)?,
+        })
     }
 
     /// Runs one request through the application and answers it.

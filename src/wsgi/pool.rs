@@ -27,7 +27,11 @@ impl Pool {
     ///
     /// # Errors
     /// The OS error when a thread cannot be spawned.
-    pub fn start(count: usize, gateway: Arc<Gateway>, jobs: Receiver<Job>) -> std::io::Result<Self> {
+    pub fn start(
+        count: usize,
+        gateway: Arc<Gateway>,
+        jobs: Receiver<Job>,
+    ) -> std::io::Result<Self> {
         let threads = (0..count)
             .map(|i| {
                 let (gateway, jobs) = (gateway.clone(), jobs.clone());

@@ -60,6 +60,9 @@ pub struct Responder {
     budget: Option<u64>,
     /// The application's Content-Length of a streamed body, for log lines.
     declared: Option<u64>,
+    /// HEAD only: the iterator had body bytes that were not run through, so
+    /// the length is unknown (as for the GET answer, which is chunked).
+    head_body_skipped: bool,
     method: Method,
     uri: Uri,
 }
@@ -73,6 +76,7 @@ impl Responder {
             stream: None,
             budget: None,
             declared: None,
+            head_body_skipped: false,
             method,
             uri,
         }
@@ -130,11 +134,16 @@ impl Responder {
             self.send_start(head, BodySource::Stream(rx))?;
             self.stream = Some(tx);
         }
-        let allowed = self.budget.map_or(data.len(), |b| data.len().min(b as usize));
+        let allowed = self
+            .budget
+            .map_or(data.len(), |b| data.len().min(b as usize));
         if allowed < data.len() {
             log::emit(
                 Severity::Warning,
-                &format!("{}: body longer than its Content-Length; truncated", self.label()),
+                &format!(
+                    "{}: body longer than its Content-Length; truncated",
+                    self.label()
+                ),
             );
         }
         if allowed == 0 {
@@ -146,18 +155,32 @@ impl Responder {
 
     fn send_start(&mut self, head: Head, body: BodySource) -> Result<(), Failure> {
         let reply = self.reply.take().ok_or(Failure::ClientGone)?;
-        let Head { status, reason, headers, .. } = head;
-        reply.send(ResponseStart { status, reason, headers, body }).map_err(|_| Failure::ClientGone)
+        let Head {
+            status,
+            reason,
+            headers,
+            ..
+        } = head;
+        reply
+            .send(ResponseStart {
+                status,
+                reason,
+                headers,
+                body,
+            })
+            .map_err(|_| Failure::ClientGone)
     }
 
     fn send_chunk(&mut self, py: Python<'_>, chunk: Chunk) -> Result<(), Failure> {
-        let Some(tx) = self.stream.as_ref() else { return Err(Failure::ClientGone) };
+        let Some(tx) = self.stream.as_ref() else {
+            return Err(Failure::ClientGone);
+        };
         match tx.try_send(chunk) {
             Ok(()) => Ok(()),
             // The client is slower than the application: wait without the GIL.
-            Err(TrySendError::Full(chunk)) => {
-                py.detach(|| tx.blocking_send(chunk)).map_err(|_| Failure::ClientGone)
-            }
+            Err(TrySendError::Full(chunk)) => py
+                .detach(|| tx.blocking_send(chunk))
+                .map_err(|_| Failure::ClientGone),
             Err(TrySendError::Closed(_)) => Err(Failure::ClientGone),
         }
     }
@@ -167,14 +190,22 @@ impl Responder {
     /// # Errors
     /// As [`Responder::write`].
     pub fn send_full(&mut self, py: Python<'_>, body: Bytes) -> Result<(), Failure> {
+        self.send_whole(py, body, true)
+    }
+
+    /// As `send_full`; `known`: whether the body length is known (false for
+    /// a HEAD answer whose iterator was not run to its end).
+    fn send_whole(&mut self, py: Python<'_>, body: Bytes, known: bool) -> Result<(), Failure> {
         if self.headers_sent() {
             return self.write(py, &body); // write() was used: keep streaming
         }
         self.require_head()?;
-        let Some(mut head) = self.head.take() else { return Err(Failure::ClientGone) };
+        let Some(mut head) = self.head.take() else {
+            return Err(Failure::ClientGone);
+        };
         let len = body.len() as u64;
         if self.is_head_request() {
-            if head.content_length.is_none() {
+            if head.content_length.is_none() && known {
                 head.headers.insert(CONTENT_LENGTH, HeaderValue::from(len));
             }
             return self.send_start(head, BodySource::Full(Bytes::new()));
@@ -183,7 +214,10 @@ impl Responder {
             Some(declared) if len > declared => {
                 log::emit(
                     Severity::Warning,
-                    &format!("{}: body longer than its Content-Length; truncated", self.label()),
+                    &format!(
+                        "{}: body longer than its Content-Length; truncated",
+                        self.label()
+                    ),
                 );
                 BodySource::Full(body.slice(..declared as usize))
             }
@@ -202,7 +236,7 @@ impl Responder {
     /// As [`Responder::write`].
     pub fn finish(&mut self, py: Python<'_>) -> Result<(), Failure> {
         if !self.headers_sent() {
-            return self.send_full(py, Bytes::new());
+            return self.send_whole(py, Bytes::new(), !self.head_body_skipped);
         }
         if let Some(missing) = self.budget.filter(|b| *b > 0) {
             self.log_short(missing, self.declared.unwrap_or(missing));
@@ -228,7 +262,10 @@ impl Responder {
     pub fn fail(&mut self, py: Python<'_>, failure: Failure) {
         failure.log(py, &self.label());
         if let Some(reply) = self.reply.take() {
-            let _ = reply.send(ResponseStart::plain(StatusCode::INTERNAL_SERVER_ERROR, false));
+            let _ = reply.send(ResponseStart::plain(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                false,
+            ));
         } else if self.stream.is_some() {
             let _ = self.send_chunk(py, Chunk::Abort);
             self.stream = None;
@@ -290,6 +327,7 @@ fn deliver(
         }
         let mut responder = start_response.responder();
         if responder.is_head_request() {
+            responder.head_body_skipped = true;
             return responder.require_head().map(|()| None);
         }
         responder.write(py, chunk.as_bytes())?;
@@ -321,9 +359,15 @@ fn reject_non_iterables(value: &Bound<'_, PyAny>) -> Result<(), Failure> {
     let what = if value.is_none() {
         "None (did it forget to return the body?)".to_owned()
     } else if value.is_instance_of::<PyString>() {
-        format!("a str ({}); return [body.encode()] instead", describe(value))
+        format!(
+            "a str ({}); return [body.encode()] instead",
+            describe(value)
+        )
     } else if value.is_instance_of::<PyBytes>() {
-        format!("a bare bytes object ({}); return [body] instead", describe(value))
+        format!(
+            "a bare bytes object ({}); return [body] instead",
+            describe(value)
+        )
     } else {
         return Ok(());
     };

@@ -46,7 +46,9 @@ pub struct StartResponse {
 impl StartResponse {
     /// Wraps the responder of one request.
     pub fn new(responder: Responder) -> Self {
-        StartResponse { responder: Mutex::new(responder) }
+        StartResponse {
+            responder: Mutex::new(responder),
+        }
     }
 
     /// The responder; only the request's own Python thread uses it.
@@ -87,7 +89,9 @@ impl StartResponse {
         }
         let head = parse_head(status, headers)?;
         this.responder().set_head(head);
-        Ok(Write { start_response: slf.clone().unbind() })
+        Ok(Write {
+            start_response: slf.clone().unbind(),
+        })
     }
 }
 
@@ -106,7 +110,10 @@ impl Write {
         let data = data.cast::<PyBytes>().map_err(|_| {
             PyTypeError::new_err(format!(
                 "write() takes bytes, not {} (PEP 3333: bytestrings only)",
-                data.get_type().name().map(|n| n.to_string()).unwrap_or_default()
+                data.get_type()
+                    .name()
+                    .map(|n| n.to_string())
+                    .unwrap_or_default()
             ))
         })?;
         let mut responder = self.start_response.get().responder();
@@ -114,18 +121,18 @@ impl Write {
             Ok(()) => Ok(()),
             Err(Failure::Exception(e)) => Err(e),
             Err(Failure::Protocol(m)) => Err(PyAssertionError::new_err(m)),
-            Err(Failure::ClientGone) => {
-                Err(pyo3::exceptions::PyConnectionAbortedError::new_err("client disconnected"))
-            }
+            Err(Failure::ClientGone) => Err(pyo3::exceptions::PyConnectionAbortedError::new_err(
+                "client disconnected",
+            )),
         }
     }
 }
 
 /// Validates status and headers into a response head.
 fn parse_head(status: &Bound<'_, PyAny>, headers: &Bound<'_, PyAny>) -> PyResult<Head> {
-    let status = status.cast::<PyString>().map_err(|_| {
-        PyTypeError::new_err("status must be a str such as '200 OK' (PEP 3333)")
-    })?;
+    let status = status
+        .cast::<PyString>()
+        .map_err(|_| PyTypeError::new_err("status must be a str such as '200 OK' (PEP 3333)"))?;
     let (code, reason) = parse_status(&status.to_cow()?)?;
     let mut map = HeaderMap::with_capacity(8);
     let mut content_length = None;
@@ -144,7 +151,12 @@ fn parse_head(status: &Bound<'_, PyAny>, headers: &Bound<'_, PyAny>) -> PyResult
     if !map.contains_key(SERVER) {
         map.insert(SERVER, HeaderValue::from_static(SERVER_HEADER));
     }
-    Ok(Head { status: code, reason, headers: map, content_length })
+    Ok(Head {
+        status: code,
+        reason,
+        headers: map,
+        content_length,
+    })
 }
 
 fn header_list_error() -> PyErr {
@@ -174,7 +186,10 @@ fn parse_status(status: &str) -> PyResult<(StatusCode, Option<bytes::Bytes>)> {
         return Err(bad());
     }
     let standard = code.canonical_reason() == Some(reason);
-    Ok((code, (!standard).then(|| bytes::Bytes::copy_from_slice(reason.as_bytes()))))
+    Ok((
+        code,
+        (!standard).then(|| bytes::Bytes::copy_from_slice(reason.as_bytes())),
+    ))
 }
 
 fn parse_header(
@@ -186,15 +201,19 @@ fn parse_header(
     };
     let (name, value) = (name.to_cow()?, value.to_cow()?);
     let header_name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
-        PyValueError::new_err(format!("invalid header name {name:?}: must be an HTTP token"))
+        PyValueError::new_err(format!(
+            "invalid header name {name:?}: must be an HTTP token"
+        ))
     })?;
     if HOP_BY_HOP.contains(&header_name.as_str()) {
         return Err(PyValueError::new_err(format!(
             "hop-by-hop header {name:?} is not allowed from a WSGI application (PEP 3333)"
         )));
     }
-    let latin1: Option<Vec<u8>> =
-        value.chars().map(|c| u8::try_from(u32::from(c)).ok()).collect();
+    let latin1: Option<Vec<u8>> = value
+        .chars()
+        .map(|c| u8::try_from(u32::from(c)).ok())
+        .collect();
     let header_value = latin1
         .and_then(|bytes| HeaderValue::from_bytes(&bytes).ok())
         .ok_or_else(|| {

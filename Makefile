@@ -1,0 +1,27 @@
+# ferrowsgi developer tasks. `make test` is what CI runs (.ci/run).
+PYTHON ?= python3
+PIP ?= $(PYTHON) -m pip
+
+.PHONY: demo install deps lint rust-test test
+
+demo: install            ## build, install and run the demo app on http://127.0.0.1:8000
+	ferrowsgi
+
+install:                 ## build the Rust extension (release) and install the package
+	$(PIP) install --quiet .
+
+deps:                    ## everything the tests need (Python packages, Rust components)
+	$(PIP) install --quiet "maturin>=1.9.4,<2" pytest pytest-timeout httpx flask django ruff
+	rustup component add rustfmt clippy >/dev/null 2>&1 || true
+
+lint:                    ## formatting and lints, Rust and Python
+	cargo fmt --check
+	cargo clippy --all-targets -- -D warnings
+	ruff check .
+	ruff format --check .
+
+rust-test:               ## unit tests of the pure-Rust parts
+	cargo test --quiet
+
+test: deps lint rust-test install   ## the whole suite: lints, cargo test, pytest against the real server
+	$(PYTHON) -m pytest tests -q
