@@ -119,8 +119,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         setup_logging(cfg.log_level, cfg.access_log)
     except OSError as e:
-        error = f"--access-log: cannot open {cfg.access_log!r}: {_reason(e)}"
-        print(f"ferrowsgi: error: {error}", file=sys.stderr)
+        reason = _reason(e).rpartition(": ")[2]  # the OS's words, not a wrapper's
+        print(
+            f"ferrowsgi: error: --access-log: cannot open {cfg.access_log!r}: {reason}",
+            file=sys.stderr,
+        )
         return 2
     try:
         return _run(cfg)
@@ -167,7 +170,8 @@ def _bind_error(error: OSError, binds: list[str]) -> str:
     """One line for a failed bind: "cannot bind ADDRESS: reason"."""
     reason = _reason(error)
     address = str(error.filename) if error.filename else ", ".join(binds)
-    return reason if address in reason else f"cannot bind {address}: {reason}"
+    named = address in reason or reason.startswith("cannot bind")
+    return reason if named else f"cannot bind {address}: {reason}"
 
 
 def _reason(error: OSError) -> str:

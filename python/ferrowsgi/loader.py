@@ -6,7 +6,7 @@ APP forms, as in gunicorn:
 * ``module:factory()`` or ``module:factory("arg", debug=True)`` — called once, with
   literal arguments only (``ast.literal_eval``), and its result is the app;
 * ``path/to/file.py`` or ``path/to/file.py:name`` — a file, imported with its
-  directory first on ``sys.path``;
+  directory first on ``sys.path`` (any path with a "/" is a file: ``./app.wsgi``);
 * ``module`` alone — the callable ``application``, else ``app``.
 
 Rules this module keeps:
@@ -83,7 +83,8 @@ def _split(spec: str) -> tuple[str, str | None]:
 
 
 def _is_file(target: str) -> bool:
-    return target.endswith((".py", ".wsgi")) or "/" in target or os.sep in target
+    # Not "a.wsgi": that is a module (Django's "mysite.wsgi"); "./app.wsgi" is a file.
+    return target.endswith(".py") or "/" in target or os.sep in target
 
 
 def _put_first_on_path(directory: str) -> None:
@@ -118,7 +119,7 @@ def _import_file(path: str) -> ModuleType:
         return existing
     if existing is not None:  # don't shadow an imported module of the same name
         name = f"_ferrowsgi_app_{name}"
-    loader = importlib.machinery.SourceFileLoader(name, full)  # also for ".wsgi"
+    loader = importlib.machinery.SourceFileLoader(name, full)  # any suffix: "./app.wsgi"
     spec = importlib.util.spec_from_file_location(name, full, loader=loader)
     module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
     sys.modules[name] = module
