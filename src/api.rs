@@ -21,7 +21,7 @@ use crate::log::{self, Severity};
 use crate::server::listener::{LocalAddr, StdListener};
 use crate::server::{self, ServerCtx};
 use crate::shutdown::{self, ShutdownSignal, ShutdownTrigger};
-use crate::wsgi::pool::Pool;
+use crate::wsgi::pool::{Pool, PoolStats};
 use crate::wsgi::Gateway;
 
 /// How often the serving thread runs Python signal handlers.
@@ -41,6 +41,7 @@ pub struct Server {
     app: Py<PyAny>,
     config: Arc<ServerConfig>,
     listeners: Vec<(StdListener, LocalAddr)>,
+    stats: Arc<PoolStats>,
     state: Mutex<RunState>,
     stopped: Condvar,
 }
@@ -67,6 +68,7 @@ impl Server {
             .collect::<PyResult<Vec<_>>>()?;
         Ok(Server {
             app: app.unbind(),
+            stats: Arc::new(PoolStats::new(config.threads)),
             config: Arc::new(config),
             listeners,
             state: Mutex::new(RunState::default()),
@@ -84,6 +86,18 @@ impl Server {
             }
         }
         Ok(list)
+    }
+
+    /// Requests handed to the application since the server was made.
+    #[getter]
+    fn requests_served(&self) -> u64 {
+        self.stats.requests()
+    }
+
+    /// Seconds the oldest running application call has been running (0.0
+    /// when none is running).
+    fn busy_seconds(&self) -> f64 {
+        self.stats.longest_call().as_secs_f64()
     }
 
     fn serve_forever(&self, py: Python<'_>) -> PyResult<()> {
@@ -142,7 +156,7 @@ impl Server {
             .build()?;
         let gateway = Arc::new(Gateway::new(py, self.app.clone_ref(py), &self.config)?);
         let (jobs_tx, jobs_rx) = crossbeam_channel::unbounded();
-        let pool = Pool::start(self.config.threads, gateway, jobs_rx)?;
+        let pool = Pool::start(self.stats.clone(), gateway, jobs_rx)?;
         let tracker = TaskTracker::new();
         {
             let _entered = rt.enter();

@@ -50,6 +50,15 @@ class Server:
     @property
     def addresses(self) -> list[tuple[str, int] | str]:
         """The bound addresses: ``(host, port)`` for TCP, the path for unix sockets."""
+    @property
+    def requests_served(self) -> int:
+        """Requests handed to the application since the server was made."""
+    def busy_seconds(self) -> float:
+        """Seconds the oldest running application call has been running; 0.0 when idle.
+
+        Safe to call from any thread while serve_forever() runs (a worker's
+        watchdog thread uses it for ``--timeout``).
+        """
     def serve_forever(self) -> None:
         """Serve until :meth:`shutdown` is called or a Python signal handler raises.
 
