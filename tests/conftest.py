@@ -366,3 +366,21 @@ def fetch_truncated(server, raw_request: bytes, timeout: float = 10.0):
         body = rest
         assert len(body) < int(headers["content-length"][0])
     return status, headers, body
+
+
+def wait_for_log_line(server, pattern: str, ignore: str = "", timeout: float = 10.0) -> str:
+    """Wait for a log line that starts in column 0 (not a quoted source line of a
+    traceback) and matches ``pattern`` once every ``ignore`` text is removed from it, so
+    a request path that happens to contain the keyword cannot be what matched."""
+    rx = re.compile(pattern)
+
+    def find() -> str | None:
+        for line in list(server.lines):
+            text = line.replace(ignore, "") if ignore else line
+            if text[:1].strip() and rx.search(text):
+                return line
+        return None
+
+    found = wait_until(find, timeout)
+    assert found, f"no log line matching {pattern!r} (ignoring {ignore!r}); log:\n{server.log}"
+    return found

@@ -4,7 +4,14 @@ headers, start_response misuse. Before the headers went out: 500 and a log line.
 After: the connection is closed so the client can tell the body is incomplete."""
 
 import pytest
-from conftest import exchange, fetch_truncated, recv_until_closed, request_bytes, split_head
+from conftest import (
+    exchange,
+    fetch_truncated,
+    recv_until_closed,
+    request_bytes,
+    split_head,
+    wait_for_log_line,
+)
 
 
 @pytest.fixture
@@ -34,13 +41,11 @@ BEFORE_HEADERS = [
     pytest.param("return_int", [pep3333_line("int")], id="return-int"),
     pytest.param("yield_str", [pep3333_line("str")], id="yield-str"),
     pytest.param("list_with_str", [pep3333_line("str")], id="list-with-str"),
-    pytest.param("bad_status", [r"(?i)^\S.*\bstatus\b"], id="status-200-without-reason"),
-    pytest.param("crlf_header", [r"(?i)^\S.*header"], id="crlf-in-header"),
-    pytest.param("hop_by_hop", [r"(?i)^\S.*(hop-by-hop|hop by hop|header)"], id="hop-by-hop"),
-    pytest.param(
-        "start_twice", [r"(?i)^\S.*(start_response|exc_info|twice|already)"], id="sr-twice"
-    ),
-    pytest.param("no_start_response", [r"(?i)^\S.*start_response"], id="no-start-response"),
+    pytest.param("bad_status", [r"(?i)\bstatus\b.*200"], id="status-200-without-reason"),
+    pytest.param("crlf_header", [r"(?i)header.*X-Bad"], id="crlf-in-header"),
+    pytest.param("hop_by_hop", [r"(?i)(hop-by-hop|hop by hop).*Connection"], id="hop-by-hop"),
+    pytest.param("start_twice", [r"(?i)start_response.*(exc_info|twice|second)"], id="sr-twice"),
+    pytest.param("no_start_response", [r"(?i)start_response"], id="no-start-response"),
 ]
 
 
@@ -57,7 +62,7 @@ def test_error_before_headers_gives_500_a_log_line_and_serving_goes_on(server, r
         assert leak not in body, f"the 500 page leaks {leak!r}"
     assert "injected" not in headers
     for pattern in log_patterns:
-        server.wait_for_log(pattern)
+        wait_for_log_line(server, pattern, ignore=f"/{route}")
     for _ in range(3):
         assert exchange(server, request_bytes("GET", "/ok"))[2] == b"ok"
 
@@ -89,7 +94,7 @@ def test_error_after_headers_closes_the_connection(server, route, log_patterns):
     assert status == b"HTTP/1.1 200 OK"
     assert body == b"first chunk"
     for pattern in log_patterns:
-        server.wait_for_log(pattern)
+        wait_for_log_line(server, pattern, ignore=f"/{route}")
     assert exchange(server, request_bytes("GET", "/ok"))[2] == b"ok"
 
 
