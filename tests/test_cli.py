@@ -154,7 +154,7 @@ def test_chdir_imports_from_and_runs_in_the_directory(start_server, tmp_path):
 
 
 def test_every_bind_is_served(start_server):
-    server = start_server("environ_app:app", "--bind", "127.0.0.1:0")
+    server = start_server("environ_app:app", "-b", "127.0.0.1:0")
     wait_until(lambda: len(re.findall(r"Listening at: http://127\.0\.0\.1:(\d+)", server.log)) >= 2)
     ports = {int(p) for p in re.findall(r"Listening at: http://127\.0\.0\.1:(\d+)", server.log)}
     assert len(ports) == 2

@@ -64,6 +64,18 @@ def test_http10_keep_alive_keeps_the_connection_open(start_server):
             assert json.loads(body)["PATH_INFO"] == path
 
 
+def test_http10_keep_alive_with_a_streamed_body_still_closes(start_server):
+    server = start_server("response_apps:app")
+    with server.connect() as sock:
+        sock.sendall(b"GET /gen HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+        raw, closed = recv_until_closed(sock)
+    assert closed, "a close-delimited body needs the close"
+    status, headers, rest = split_head(raw)
+    assert status.split(b" ", 1)[1] == b"200 OK"
+    assert "transfer-encoding" not in headers
+    assert rest == b"part0;part1;part2;part3;part4;"
+
+
 def test_pipelined_requests_are_answered_in_order(start_server):
     server = start_server("sleep_app:app", "--threads", "4")
     with server.connect() as sock:
@@ -75,6 +87,47 @@ def test_pipelined_requests_are_answered_in_order(start_server):
         answers = read_responses(sock, 3)
     assert [status for status, _, _ in answers] == [b"HTTP/1.1 200 OK"] * 3
     assert [body for _, _, body in answers] == [b"/slow?ms=200", b"/fast?ms=0", b"/fastest?ms=0"]
+
+
+def test_pipelined_requests_with_bodies_keep_their_framing(start_server):
+    server = start_server("input_app:app", "--threads", "4")
+    with server.connect() as sock:
+        sock.sendall(
+            request_bytes("POST", "/read", body=b"first body")
+            + request_bytes(
+                "POST", "/read", [("Transfer-Encoding", "chunked")], b"6\r\nsecond\r\n0\r\n\r\n"
+            )
+            + request_bytes("GET", "/read")
+            + request_bytes("POST", "/read", body=b"fourth")
+        )
+        answers = read_responses(sock, 4)
+    assert [json.loads(body)["parts"] for _, _, body in answers] == [
+        ["first body"],
+        ["second"],
+        [""],
+        ["fourth"],
+    ]
+
+
+@pytest.mark.parametrize(
+    "headers, body",
+    [
+        ([], b"x" * 100_000),
+        ([("Transfer-Encoding", "chunked")], b"5\r\nhello\r\n0\r\n\r\n"),
+    ],
+    ids=["content-length", "chunked"],
+)
+def test_body_the_app_never_read_does_not_break_the_next_request(start_server, headers, body):
+    server = start_server("environ_app:app")
+    with server.connect() as sock:
+        sock.sendall(request_bytes("POST", "/unread", headers, body))
+        status, _, answer = read_response(sock)
+        assert status == b"HTTP/1.1 200 OK"
+        assert json.loads(answer)["PATH_INFO"] == "/unread"
+        sock.sendall(request_bytes("GET", "/next"))
+        status, _, answer = read_response(sock)
+    assert status == b"HTTP/1.1 200 OK"
+    assert json.loads(answer)["PATH_INFO"] == "/next"
 
 
 CHUNKED_BODIES = [

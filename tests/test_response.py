@@ -192,6 +192,12 @@ def test_file_wrapper_over_a_file_like_object(server):
     assert body == b"0123456789" * 1000
 
 
+def test_file_wrapper_is_an_iterable_of_blocks_for_middleware(server):
+    status, _, body = exchange(server, request_bytes("GET", "/file_iterated"))
+    assert status == b"HTTP/1.1 200 OK"
+    assert json.loads(body) == ["abcd", "efgh", "ij"]
+
+
 def test_file_wrapper_close_closes_the_file_once(server):
     key = uuid.uuid4().hex
     status, _, body = exchange(server, request_bytes("GET", f"/file_close?id={key}"))

@@ -112,6 +112,12 @@ def route_more(environ, start_response, path, q):
     if path == "/file_bytesio":
         start_response("200 OK", [("Content-Type", "text/plain")])
         return wrapper(io.BytesIO(b"0123456789" * 1000), 100)
+    if path == "/file_iterated":
+        wrapped = wrapper(io.BytesIO(b"abcdefghij"), 4)
+        chunks = [chunk.decode() for chunk in wrapped]
+        wrapped.close()
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [json.dumps(chunks).encode()]
     if path == "/file_close":
         start_response("200 OK", [("Content-Type", "text/plain")])
         return wrapper(CountingFile(q["id"], b"counted file body"), 4)
