@@ -258,6 +258,13 @@ fn apply_option(config: &mut ServerConfig, key: &str, value: &Bound<'_, PyAny>) 
         "header_timeout" => {
             config.header_timeout = seconds(key, value.extract()?).map_err(config_error)?
         }
+        "body_timeout" => {
+            config.body_timeout = seconds(key, value.extract()?).map_err(config_error)?
+        }
+        "max_connections" => config.max_connections = value.extract()?,
+        "limit_request_line" => config.limits.max_request_line = value.extract()?,
+        "limit_request_fields" => config.limits.max_fields = value.extract()?,
+        "limit_request_field_size" => config.limits.max_field_size = value.extract()?,
         "graceful_timeout" => {
             config.graceful_timeout = seconds(key, value.extract()?).map_err(config_error)?
         }

@@ -9,6 +9,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::protocols::http1_guard::Limits;
+
 /// One listening address, as given to `--bind`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BindAddr {
@@ -97,6 +99,14 @@ pub struct ServerConfig {
     pub keep_alive: Duration,
     /// Time a client gets to send a whole request head. Default 10 s.
     pub header_timeout: Duration,
+    /// Longest wait for the next bytes of a request body; then 408. Default 30 s.
+    pub body_timeout: Duration,
+    /// Open connections per process; beyond it new ones wait in the backlog.
+    /// Default 1000.
+    pub max_connections: usize,
+    /// Request-line and header limits (414 / 431). Defaults 8190 bytes,
+    /// 100 fields, 8190 bytes per field, as gunicorn.
+    pub limits: Limits,
     /// Largest request body accepted, bytes; beyond it 413. Default 1 GiB.
     pub max_body_size: u64,
     /// Request bodies up to this size stay in memory; larger ones go to a
@@ -122,6 +132,9 @@ impl Default for ServerConfig {
             threads: 1,
             keep_alive: Duration::from_secs(5),
             header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            max_connections: 1000,
+            limits: Limits::default(),
             max_body_size: 1 << 30,
             body_buffer_size: 1 << 20,
             graceful_timeout: Duration::from_secs(30),
@@ -144,6 +157,12 @@ impl ServerConfig {
         }
         if self.threads == 0 {
             return Err(ConfigError("threads must be at least 1".into()));
+        }
+        if self.max_connections == 0 {
+            return Err(ConfigError("max_connections must be at least 1".into()));
+        }
+        if self.limits.max_request_line == 0 || self.limits.max_field_size == 0 {
+            return Err(ConfigError("request limits must be positive".into()));
         }
         if self.backlog <= 0 {
             return Err(ConfigError("backlog must be positive".into()));

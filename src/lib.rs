@@ -18,6 +18,7 @@ pub mod api;
 pub mod config;
 pub mod exchange;
 pub mod log;
+pub mod protocols;
 pub mod server;
 pub mod shutdown;
 pub mod wsgi;

@@ -5,7 +5,7 @@ surface. Errors become Python exceptions only here, at the boundary.
 """
 
 from collections.abc import Callable, Iterable
-from typing import Any, TypedDict
+from typing import TypedDict
 
 __version__: str
 

@@ -23,6 +23,8 @@ use crate::exchange::RequestBody;
 pub enum BodyError {
     /// Over `max_body_size`: answer 413.
     TooLarge,
+    /// The client sent no body bytes for `body_timeout`: answer 408.
+    Timeout,
     /// The client sent a malformed body or went away: answer 400 and close.
     Client(hyper::Error),
     /// The temporary file could not be written: answer 500.
@@ -36,6 +38,8 @@ pub struct BodyLimits {
     pub max_size: u64,
     /// Keep bodies up to this size in memory, bytes.
     pub memory: usize,
+    /// Longest wait for the next body bytes.
+    pub timeout: std::time::Duration,
 }
 
 /// Whether the declared Content-Length already exceeds the limit.
@@ -54,7 +58,11 @@ pub fn declared_too_large(headers: &HeaderMap, limits: BodyLimits) -> bool {
 pub async fn read(mut body: Incoming, limits: BodyLimits) -> Result<RequestBody, BodyError> {
     let mut memory = BytesMut::new();
     let mut spill: Option<(File, u64)> = None;
-    while let Some(frame) = body.frame().await {
+    loop {
+        let next = tokio::time::timeout(limits.timeout, body.frame()).await;
+        let Some(frame) = next.map_err(|_| BodyError::Timeout)? else {
+            break;
+        };
         let frame = frame.map_err(BodyError::Client)?;
         let Ok(data) = frame.into_data() else {
             continue;

@@ -7,12 +7,10 @@
 //! request in flight finishes and the connection then closes.
 
 use std::convert::Infallible;
-use std::io;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant, SystemTime};
 
 use hyper::body::Incoming;
@@ -20,12 +18,13 @@ use hyper::header::{CONTENT_LENGTH, REFERER, TRANSFER_ENCODING, USER_AGENT};
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::oneshot;
 
 use crate::exchange::{self, Job, ResponseStart};
 use crate::log::{self, AccessRecord};
 use crate::server::body::{self, BodyError, BodyLimits};
+use crate::server::guarded_io::GuardedIo;
 use crate::server::listener::LocalAddr;
 use crate::server::response_body::ResponseBody;
 use crate::server::ServerCtx;
@@ -38,6 +37,8 @@ pub struct Activity {
     in_flight: AtomicUsize,
     /// Milliseconds after `born` of the last byte read or response finished.
     last: AtomicU64,
+    /// Woken when the last request in flight finishes (see `poll_idle`).
+    idle_waker: Mutex<Option<Waker>>,
 }
 
 impl Activity {
@@ -46,10 +47,24 @@ impl Activity {
             born: Instant::now(),
             in_flight: AtomicUsize::new(0),
             last: AtomicU64::new(0),
+            idle_waker: Mutex::new(None),
         }
     }
 
-    fn touch(&self) {
+    /// Ready once no request is in flight on the connection.
+    pub fn poll_idle(&self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.in_flight.load(Ordering::Acquire) == 0 {
+            return Poll::Ready(());
+        }
+        *self.idle_waker.lock().unwrap_or_else(|e| e.into_inner()) = Some(cx.waker().clone());
+        if self.in_flight.load(Ordering::Acquire) == 0 {
+            return Poll::Ready(());
+        }
+        Poll::Pending
+    }
+
+    /// Notes that bytes arrived from the client.
+    pub fn touch(&self) {
         self.last
             .store(self.born.elapsed().as_millis() as u64, Ordering::Relaxed);
     }
@@ -83,7 +98,17 @@ impl InFlight {
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.touch();
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        if self.0.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+            let waker = self
+                .0
+                .idle_waker
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take();
+            if let Some(waker) = waker {
+                waker.wake();
+            }
+        }
     }
 }
 
@@ -106,10 +131,7 @@ pub async fn serve<S>(
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let activity = Arc::new(Activity::new());
-    let io = TokioIo::new(Tracked {
-        inner: stream,
-        activity: activity.clone(),
-    });
+    let io = TokioIo::new(GuardedIo::new(stream, activity.clone(), ctx.config.limits));
     let keep_alive = ctx.config.keep_alive;
     let info = Arc::new(ConnInfo {
         peer,
@@ -117,7 +139,13 @@ pub async fn serve<S>(
         activity: activity.clone(),
         ctx: ctx.clone(),
     });
-    let service = service_fn(move |req| handle(req, info.clone()));
+    // The request is in flight from the moment hyper hands it over, before
+    // its future is first polled (the guard relies on this to hold back an
+    // end-of-stream until earlier requests are answered).
+    let service = service_fn(move |req| {
+        let guard = InFlight::new(&info.activity);
+        handle(req, info.clone(), guard)
+    });
     let conn = ctx.http1.serve_connection(io, service);
     tokio::pin!(conn);
     let mut closing = false;
@@ -151,8 +179,8 @@ fn peer_name(peer: Option<SocketAddr>) -> String {
 async fn handle(
     req: Request<Incoming>,
     conn: Arc<ConnInfo>,
+    guard: InFlight,
 ) -> Result<Response<ResponseBody>, Infallible> {
-    let guard = InFlight::new(&conn.activity);
     let access = log::access_enabled().then(|| access_record(&req, conn.peer));
     let started = Instant::now();
     let response = respond(req, &conn).await;
@@ -168,6 +196,7 @@ async fn respond(req: Request<Incoming>, conn: &ConnInfo) -> Response<ResponseBo
     let limits = BodyLimits {
         max_size: config.max_body_size,
         memory: config.body_buffer_size,
+        timeout: config.body_timeout,
     };
     let (parts, incoming) = req.into_parts();
     if body::declared_too_large(&parts.headers, limits) {
@@ -205,6 +234,10 @@ async fn respond(req: Request<Incoming>, conn: &ConnInfo) -> Response<ResponseBo
 fn body_error(e: BodyError, peer: Option<SocketAddr>) -> ResponseStart {
     match e {
         BodyError::TooLarge => ResponseStart::plain(StatusCode::PAYLOAD_TOO_LARGE, true),
+        BodyError::Timeout => {
+            tracing::debug!("request body from {} timed out", peer_name(peer));
+            ResponseStart::plain(StatusCode::REQUEST_TIMEOUT, true)
+        }
         BodyError::Client(e) => {
             tracing::debug!("bad request body from {}: {e}", peer_name(peer));
             ResponseStart::plain(StatusCode::BAD_REQUEST, true)
@@ -246,57 +279,5 @@ fn access_record(req: &Request<Incoming>, peer: Option<SocketAddr>) -> AccessRec
         referer: header(REFERER),
         user_agent: header(USER_AGENT),
         duration: Duration::ZERO,
-    }
-}
-
-/// The client stream, noting every read in the connection's [`Activity`] so
-/// a connection receiving its next request is never taken for idle.
-struct Tracked<S> {
-    inner: S,
-    activity: Arc<Activity>,
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for Tracked<S> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        let result = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if buf.filled().len() > before {
-            self.activity.touch();
-        }
-        result
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        data: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, data)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }

@@ -7,6 +7,7 @@
 
 pub mod body;
 pub mod connection;
+pub mod guarded_io;
 pub mod listener;
 pub mod response_body;
 
@@ -15,6 +16,7 @@ use std::time::Duration;
 
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioTimer;
+use tokio::sync::Semaphore;
 use tokio_util::task::TaskTracker;
 
 use crate::config::ServerConfig;
@@ -30,6 +32,9 @@ pub struct ServerCtx {
     pub jobs: crossbeam_channel::Sender<Job>,
     /// hyper's HTTP/1.1 settings, built once.
     pub http1: http1::Builder,
+    /// One permit per open connection (`max_connections`): beyond it, new
+    /// connections wait in the listen backlog.
+    pub connections: Arc<Semaphore>,
 }
 
 impl ServerCtx {
@@ -44,13 +49,25 @@ impl ServerCtx {
             .header_read_timeout(header_timeout)
             .keep_alive(!config.keep_alive.is_zero())
             .title_case_headers(true)
-            .half_close(false);
+            .half_close(false)
+            // The guard enforces the header limits; hyper must not refuse
+            // what the guard let through.
+            .max_headers(config.limits.max_fields.max(100))
+            .max_buf_size(guard_head_size(&config).max(1 << 20));
+        let connections = Arc::new(Semaphore::new(config.max_connections));
         ServerCtx {
             config,
             jobs,
             http1,
+            connections,
         }
     }
+}
+
+/// The largest request head the guard accepts, bytes.
+fn guard_head_size(config: &ServerConfig) -> usize {
+    let l = config.limits;
+    l.max_request_line + 2 + (l.max_fields + 1) * (l.max_field_size + 2)
 }
 
 /// Spawns one accept loop per listener on `tracker`; they return on shutdown.
@@ -80,6 +97,11 @@ async fn accept_loop(
     tracker: TaskTracker,
 ) {
     loop {
+        let permit = tokio::select! {
+            _ = shutdown.recv() => return,
+            permit = ctx.connections.clone().acquire_owned() => permit,
+        };
+        let Ok(permit) = permit else { return };
         let accepted = tokio::select! {
             _ = shutdown.recv() => return,
             accepted = listener.accept() => accepted,
@@ -87,10 +109,18 @@ async fn accept_loop(
         let (ctx, local, stop) = (ctx.clone(), local.clone(), shutdown.clone());
         match accepted {
             Ok(Accepted::Tcp(stream, peer)) => {
-                tracker.spawn(connection::serve(stream, Some(peer), local, ctx, stop));
+                let serve = connection::serve(stream, Some(peer), local, ctx, stop);
+                tracker.spawn(async move {
+                    serve.await;
+                    drop(permit)
+                });
             }
             Ok(Accepted::Unix(stream)) => {
-                tracker.spawn(connection::serve(stream, None, local, ctx, stop));
+                let serve = connection::serve(stream, None, local, ctx, stop);
+                tracker.spawn(async move {
+                    serve.await;
+                    drop(permit)
+                });
             }
             Err(e) => {
                 // EMFILE and friends: back off instead of spinning; the
