@@ -146,3 +146,92 @@ fn pipelined_bodies_keep_framing() {
     assert_eq!(run(input), (input.to_vec(), Ok(())));
     assert_eq!(run_bytewise(input), (input.to_vec(), Ok(())));
 }
+
+/// xorshift64*: a tiny deterministic generator, so a failure replays.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
+
+const INTERESTING: &[u8] = b"\r\n :;,\"\\\t\x00\x7f0aFzZ-/*";
+
+/// Mutates a corpus entry: flips, inserts and deletes bytes.
+fn mutate(rng: &mut Rng, seed: &[u8]) -> Vec<u8> {
+    let mut data = seed.to_vec();
+    for _ in 0..=rng.below(4) {
+        let at = rng.below(data.len() + 1);
+        let byte = if rng.below(2) == 0 {
+            INTERESTING[rng.below(INTERESTING.len())]
+        } else {
+            rng.next() as u8
+        };
+        match rng.below(3) {
+            0 if at < data.len() => data[at] = byte,
+            1 => data.insert(at, byte),
+            _ if at < data.len() => {
+                data.remove(at);
+            }
+            _ => data.push(byte),
+        }
+    }
+    data
+}
+
+/// Feeds `input` in random pieces.
+fn run_split(rng: &mut Rng, input: &[u8]) -> (Vec<u8>, Result<(), Rejection>) {
+    let mut guard = Guard::new(Limits::default());
+    let mut out = Vec::new();
+    let mut rest = input;
+    while !rest.is_empty() {
+        let n = 1 + rng.below(rest.len().min(64));
+        if let Err(e) = guard.feed(&rest[..n], &mut out) {
+            return (out, Err(e));
+        }
+        rest = &rest[n..];
+    }
+    (out, Ok(()))
+}
+
+/// Property fuzzing over the corpus above (the tables are the corpus): no
+/// input panics, and how the bytes are split never changes the verdict or
+/// what passes. Bounded: a fixed number of cases, well under a second.
+#[test]
+fn fuzz_split_invariance_and_no_panics() {
+    let corpus: Vec<&[u8]> = OK
+        .iter()
+        .copied()
+        .chain(BAD.iter().map(|(_, c)| *c))
+        .collect();
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    for _ in 0..200_000 {
+        let seed = corpus[rng.below(corpus.len())];
+        let input = mutate(&mut rng, seed);
+        let whole = run(&input);
+        let split = run_split(&mut rng, &input);
+        let status = |r: &Result<(), Rejection>| r.map_err(|e| e.status);
+        assert_eq!(
+            status(&whole.1),
+            status(&split.1),
+            "verdict differs for {:?}",
+            String::from_utf8_lossy(&input)
+        );
+        if whole.1.is_ok() {
+            assert_eq!(
+                whole.0,
+                split.0,
+                "output differs for {:?}",
+                String::from_utf8_lossy(&input)
+            );
+        }
+    }
+}
