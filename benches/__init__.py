@@ -1,0 +1,1 @@
+"""Benchmarks of ferrowsgi against its peers (see benches/run.py)."""

@@ -1,0 +1,60 @@
+"""The WSGI applications the side-by-side benchmark serves (benches/run.py).
+
+Every server loads the same callables from here, so they all do the same work:
+
+* ``hello``: a 13-byte ``text/plain`` body, as a one-element list.
+* ``flask``: in ``benches/flask_app.py`` (``benches.flask_app:app``), so the
+  servers running the other workloads never import Flask and their RSS after
+  ``hello`` is not inflated by it.
+* ``big``: a 1 MiB body as 16 chunks of 64 KiB from a generator, with its
+  Content-Length, so no server has to fall back to chunked framing.
+* ``post``: reads the whole request body from ``wsgi.input`` and answers its length.
+* ``io``: sleeps 10 ms (a database query, say) and answers like ``hello``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any, Callable
+
+HELLO = b"Hello, World!"
+CHUNK = b"x" * (64 * 1024)
+CHUNKS = 16
+BIG_SIZE = len(CHUNK) * CHUNKS
+IO_SECONDS = 0.010
+
+StartResponse = Callable[..., Any]
+
+
+def hello(environ: dict, start_response: StartResponse) -> list[bytes]:
+    """Answer ``Hello, World!`` (13 bytes)."""
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(HELLO)))])
+    return [HELLO]
+
+
+def _chunks() -> Iterator[bytes]:
+    for _ in range(CHUNKS):
+        yield CHUNK
+
+
+def big(environ: dict, start_response: StartResponse) -> Iterator[bytes]:
+    """Answer 1 MiB as 16 × 64 KiB chunks from a generator."""
+    headers = [("Content-Type", "application/octet-stream"), ("Content-Length", str(BIG_SIZE))]
+    start_response("200 OK", headers)
+    return _chunks()
+
+
+def post(environ: dict, start_response: StartResponse) -> list[bytes]:
+    """Read the request body whole from ``wsgi.input``; answer its length."""
+    length = int(environ.get("CONTENT_LENGTH") or 0)
+    data = environ["wsgi.input"].read(length)
+    body = str(len(data)).encode()
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
+
+
+def io(environ: dict, start_response: StartResponse) -> list[bytes]:
+    """Wait 10 ms (an I/O-bound view), then answer like ``hello``."""
+    time.sleep(IO_SECONDS)
+    return hello(environ, start_response)

@@ -1,0 +1,204 @@
+"""Process plumbing for benches/run.py: start a server, wait for it, load it, stop it.
+
+Rules kept here:
+
+* Every server runs in its own session (process group) and is killed as a
+  group — SIGTERM, then SIGKILL after a grace period — by :func:`stop_all`,
+  which run.py calls in a ``finally`` (Ctrl-C and SIGTERM included).
+* Readiness is a successful TCP connect to the port, polled while the process
+  is alive, with a deadline; never a fixed sleep.
+* Every load run is bounded: wrk gets ``-d`` and the subprocess a timeout.
+* The RSS reported is the worker's: the descendant of the started process that
+  has no children of its own (a master, when there is one, is skipped).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+HOST = "127.0.0.1"
+START_TIMEOUT = 60.0
+STOP_GRACE = 5.0
+_running: dict[int, subprocess.Popen] = {}
+
+
+class BenchError(Exception):
+    """A server could not be started, answered wrongly, or a load run failed."""
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Server:
+    """A started server process and where its output goes."""
+
+    proc: subprocess.Popen
+    port: int
+    log: Path
+
+    def tail(self, lines: int = 8) -> str:
+        """The last lines the server printed, for error messages."""
+        text = self.log.read_text(errors="replace").strip().splitlines()
+        return " | ".join(text[-lines:])
+
+
+def start(argv: list[str], port: int, cwd: Path, env: dict[str, str]) -> Server:
+    """Start ``argv`` in a new session and wait until ``port`` accepts connections."""
+    fd, log = tempfile.mkstemp(prefix="ferrowsgi-bench-", suffix=".log")
+    with os.fdopen(fd, "wb") as out:
+        proc = subprocess.Popen(
+            argv, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    _running[proc.pid] = proc
+    server = Server(proc, port, Path(log))
+    try:
+        _wait_for_port(server)
+    except BaseException:
+        stop(server)
+        raise
+    return server
+
+
+def _wait_for_port(server: Server) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if server.proc.poll() is not None:
+            raise BenchError(f"exited with {server.proc.returncode}: {server.tail()}")
+        try:
+            socket.create_connection((HOST, server.port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.05)  # poll interval, not a readiness guess
+    raise BenchError(f"port {server.port} not open after {START_TIMEOUT:.0f} s: {server.tail()}")
+
+
+def stop(server: Server) -> None:
+    """Stop the server's whole process group; SIGKILL what outlives the grace period."""
+    proc = _running.pop(server.proc.pid, server.proc)
+    _signal_group(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=STOP_GRACE)
+    except subprocess.TimeoutExpired:
+        pass
+    _signal_group(proc.pid, signal.SIGKILL)  # stragglers: workers, helpers
+    proc.wait()
+    server.log.unlink(missing_ok=True)
+
+
+def stop_all() -> None:
+    """Stop every server still running (for ``finally`` and signal handlers)."""
+    for proc in list(_running.values()):
+        _signal_group(proc.pid, signal.SIGKILL)
+        proc.wait()
+    _running.clear()
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def fetch(port: int, body: bytes | None) -> tuple[int, bytes]:
+    """One request to ``/`` (a POST when ``body`` is given): (status, body)."""
+    req = urllib.request.Request(f"http://{HOST}:{port}/", data=body)
+    if body is not None:
+        req.add_header("Content-Type", "application/octet-stream")
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return resp.status, resp.read()
+
+
+def _children() -> dict[int, list[int]]:
+    tree: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            tree.setdefault(ppid, []).append(int(entry.name))
+    return tree
+
+
+def rss_kib(pid: int) -> int:
+    """VmRSS of ``pid``, KiB (0 if it is gone)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0
+    match = re.search(r"^VmRSS:\s+(\d+) kB", status, re.MULTILINE)
+    return int(match.group(1)) if match else 0
+
+
+def worker_rss_kib(server: Server) -> int:
+    """RSS of the serving process: the largest leaf of the server's process tree."""
+    tree = _children()
+    leaves, todo = [], [server.proc.pid]
+    while todo:
+        pid = todo.pop()
+        kids = tree.get(pid, [])
+        todo.extend(kids)
+        if not kids:
+            leaves.append(pid)
+    return max(rss_kib(pid) for pid in leaves)
+
+
+@dataclass
+class Load:
+    """What one wrk run measured."""
+
+    requests_per_s: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+
+
+def run_wrk(port: int, connections: int, seconds: int, script: Path | None) -> Load:
+    """wrk -t1 pinned to core 1 against ``port`` for ``seconds`` (whole seconds: wrk's unit)."""
+    argv = ["taskset", "-c", "1", "wrk", "-t1", f"-c{connections}", f"-d{seconds}s"]
+    argv += ["--latency", "--timeout", "5s"]
+    if script is not None:
+        argv += ["-s", str(script)]
+    argv.append(f"http://{HOST}:{port}/")
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60)
+    if done.returncode != 0:
+        output = (done.stderr.strip() or done.stdout.strip() or "no output").splitlines()
+        raise BenchError(f"wrk failed ({done.returncode}): {output[0]}")
+    return parse_wrk(done.stdout)
+
+
+_UNITS_MS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
+
+
+def _latency_ms(text: str, percent: str) -> float:
+    match = re.search(rf"^\s*{percent}%\s+([\d.]+)(us|ms|s|m)\s*$", text, re.MULTILINE)
+    if not match:
+        raise BenchError(f"no {percent}% latency in wrk output")
+    return float(match.group(1)) * _UNITS_MS[match.group(2)]
+
+
+def parse_wrk(text: str) -> Load:
+    """Requests/s, p50/p99 and the error count from wrk's output."""
+    match = re.search(r"^Requests/sec:\s+([\d.]+)", text, re.MULTILINE)
+    if not match:
+        raise BenchError(f"unexpected wrk output: {text.strip()[-300:]}")
+    errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", text))
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    errors += int(non2xx.group(1)) if non2xx else 0
+    return Load(float(match.group(1)), _latency_ms(text, "50"), _latency_ms(text, "99"), errors)

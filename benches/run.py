@@ -1,0 +1,388 @@
+"""Side-by-side benchmark of ferrowsgi against its peers (issue 5).
+
+    python benches/run.py [--duration 10] [--passes 2] [--only hello,flask,...]
+                          [--servers ferrowsgi,bjoern,...] [--smoke] [--write] [--no-build]
+
+Each server runs ONE worker process pinned to core 0 (``taskset -c 0``) on
+127.0.0.1 and a free port; ``wrk -t1`` runs pinned to core 1. A fresh server is
+started for every (pass, workload, server): it is waited for (a TCP connect,
+never a fixed sleep), checked with one request (a fast wrong answer is not a
+result), warmed up (``--warmup``, 1 s), loaded for ``--duration`` seconds,
+and its worker's RSS read. The table shows the median of the passes, the ratios ferrowsgi /
+peer, and issue 5's targets; ``--write`` also writes ``benches/RESULTS.md``.
+
+Also measured: the no-Python ceiling (``benches/ceiling``, a hyper server) on
+hello, and the Python floor (``benches/floor.py``).
+
+``--smoke``: 2 s, one pass, ferrowsgi alone on hello (to keep this script working).
+``--no-build``: use the ferrowsgi already in benches/.venv, else the one on PATH,
+instead of building a release wheel of the repository (``--smoke --no-build``
+is the quick check for CI after ``make install``).
+Standard library only, plus wrk (installed with apt-get when missing).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shlex
+import signal
+import statistics
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benches import harness, install  # noqa: E402
+from benches.apps import BIG_SIZE, HELLO  # noqa: E402
+from benches.harness import BenchError, Load  # noqa: E402
+from benches.report import FERRO, Cell, Report, body  # noqa: E402
+
+ROOT = install.ROOT
+RESULTS = ROOT / "benches" / "RESULTS.md"
+POST_BODY = b"x" * 65536
+
+
+@dataclass(frozen=True)
+class Workload:
+    """One load: the app (``module:callable``), wrk's connections, the answer to expect."""
+
+    app: str
+    connections: int
+    check: Callable[[bytes], bool]
+    post: bool = False  # POST 64 KiB (wrk script benches/post.lua)
+    bytes_per_request: int = 0  # report GB/s of this many body bytes per request
+
+
+WORKLOADS = {
+    "hello": Workload("benches.apps:hello", 50, lambda b: b == HELLO),
+    "flask": Workload("benches.flask_app:app", 50, lambda b: json.loads(b).get("id") == 42),
+    "big": Workload(
+        "benches.apps:big", 10, lambda b: len(b) == BIG_SIZE, bytes_per_request=BIG_SIZE
+    ),
+    "post": Workload(
+        "benches.apps:post", 10, lambda b: b == str(len(POST_BODY)).encode(), post=True
+    ),
+    "io": Workload("benches.apps:io", 100, lambda b: b == HELLO),
+}
+CPU_WORKLOADS = ("hello", "flask", "big", "post")
+
+
+@dataclass(frozen=True)
+class Command:
+    """How to start one server; ``{threads}`` is ``threads``, or ``io_threads`` on io."""
+
+    argv: str
+    threads: int = 1
+    io_threads: int = 1
+    workloads: tuple[str, ...] = (*CPU_WORKLOADS, "io")
+
+
+# Every server's command line. Placeholders: {ferrowsgi} {bin} (the venv's
+# bin/) {ceiling} {app} (module:callable) {module} {callable} {host} {port}
+# {threads}. All run with cwd = the repo root and PYTHONPATH set to it,
+# behind `taskset -c 0`.
+SERVERS = {
+    "ferrowsgi": Command(
+        "{ferrowsgi} {app} --bind {host}:{port} --threads {threads}",
+        io_threads=128,
+    ),
+    "bjoern": Command(
+        '{bin}/python -c "import bjoern, importlib; '
+        "app = getattr(importlib.import_module('{module}'), '{callable}'); "
+        "bjoern.run(app, '{host}', {port})\""
+    ),
+    "granian": Command(
+        "{bin}/granian --interface wsgi --workers 1 --host {host} --port {port} {app}"
+    ),
+    # --http-socket closes the connection after every response (wrk counts a
+    # read error each time); --http11-socket keeps it open, but then the one
+    # process serves one connection at a time and starves the other 49.
+    # No master process is the default (--master=false is not accepted).
+    "uwsgi": Command(
+        "{bin}/uwsgi --http-socket {host}:{port} --processes 1 --need-app "
+        "--disable-logging --die-on-term --module {app}",
+        workloads=CPU_WORKLOADS,
+    ),
+    "gunicorn": Command(
+        "{bin}/gunicorn -w 1 -k gthread --threads {threads} --bind {host}:{port} {app}",
+        io_threads=32,
+    ),
+    "waitress": Command("{bin}/waitress-serve --listen={host}:{port} {app}"),
+    "ceiling": Command("{ceiling} {host}:{port}", workloads=("hello",)),
+}
+LABELS = {"ceiling": "ceiling (no Python)"}
+NOTES = [
+    "uwsgi runs with --http-socket, which closes the connection after every response: "
+    "wrk reconnects for each request and counts each close as a read error (its errors "
+    "column). With --http11-socket one uwsgi process serves one connection at a time.",
+    "io: ferrowsgi --threads 128, gunicorn gthread --threads 32, granian and waitress "
+    "with their defaults, bjoern single-threaded (one request at a time by design); "
+    "uwsgi is not run.",
+    "Other workloads: ferrowsgi --threads 1, gunicorn -k gthread --threads 1.",
+    "big sets Content-Length, so no server uses chunked framing.",
+    "ceiling (no Python): benches/ceiling, hyper on a current-thread tokio runtime.",
+]
+
+
+def server_argv(name: str, workload: str, port: int, ferrowsgi: str) -> list[str]:
+    """The pinned command line of ``name`` serving ``workload`` on ``port``."""
+    command = SERVERS[name]
+    threads = command.io_threads if workload == "io" else command.threads
+    app = WORKLOADS[workload].app
+    module, _, attr = app.partition(":")
+    text = command.argv.format(
+        ferrowsgi=ferrowsgi,
+        bin=install.BIN,
+        ceiling=install.CEILING_BIN,
+        app=app,
+        module=module,
+        callable=attr,
+        host=harness.HOST,
+        port=port,
+        threads=threads,
+    )
+    return ["taskset", "-c", "0", *shlex.split(text)]
+
+
+def server_env() -> dict[str, str]:
+    """The environment every server runs with."""
+    path = f"{install.BIN}{os.pathsep}{os.environ.get('PATH', '')}"
+    return dict(os.environ, PYTHONPATH=str(ROOT), PATH=path)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What a run measures, from the command line."""
+
+    seconds: int
+    warmup: int
+    passes: int
+    workloads: list[str]
+    servers: list[str]
+    smoke: bool
+    build: bool  # build ferrowsgi from the repository (not --no-build)
+
+
+def measure(settings: Settings, argv: list[str], port: int, name: str) -> tuple[Load, int]:
+    """One server on one workload: check, warm up, load; returns the load and RSS."""
+    work = WORKLOADS[name]
+    server = harness.start(argv, port, ROOT, server_env())
+    try:
+        status, answer = harness.fetch(port, POST_BODY if work.post else None)
+        if status != 200 or not work.check(answer):
+            raise BenchError(f"wrong answer: {status} {answer[:80]!r}")
+        script = ROOT / "benches" / "post.lua" if work.post else None
+        if settings.warmup > 0:
+            harness.run_wrk(port, work.connections, settings.warmup, script)
+        load = harness.run_wrk(port, work.connections, settings.seconds, script)
+        return load, harness.worker_rss_kib(server)
+    except (OSError, ValueError) as exc:  # urllib errors, JSON of a wrong body
+        raise BenchError(f"check request failed: {exc}") from exc
+    finally:
+        harness.stop(server)
+
+
+def run_one(settings: Settings, report: Report, workload: str, server: str, ferro: str) -> None:
+    """Measure one (workload, server) pair once; a failure is recorded, not raised."""
+    cell = report.cells.setdefault((workload, server), Cell())
+    if cell.failure is not None:
+        return  # failed in an earlier pass: do not pay its timeout again
+    port = harness.free_port()
+    try:
+        load, rss = measure(settings, server_argv(server, workload, port, ferro), port, workload)
+    except BenchError as exc:
+        cell.failure = str(exc)
+        print(f"  {workload:<6} {report.label(server):<20} FAILED: {exc}", flush=True)
+        return
+    cell.loads.append(load)
+    cell.rss_kib.append(rss)
+    print(
+        f"  {workload:<6} {report.label(server):<20} {load.requests_per_s:>10,.0f} req/s"
+        f"  p50 {load.p50_ms:.2f} ms  p99 {load.p99_ms:.2f} ms  errors {load.errors}"
+        f"  RSS {rss / 1024:.1f} MiB",
+        flush=True,
+    )
+
+
+def run_passes(settings: Settings, report: Report, ferro: str) -> None:
+    """Every pass over every workload and server, interleaved so noise spreads evenly."""
+    for n in range(settings.passes):
+        print(f"pass {n + 1}/{settings.passes}", flush=True)
+        for workload in settings.workloads:
+            for server in settings.servers:
+                runs = workload in SERVERS[server].workloads
+                if runs and server not in report.failures:
+                    run_one(settings, report, workload, server, ferro)
+
+
+def measure_floor(passes: int) -> str:
+    """benches/floor.py on core 0, median of ``passes`` runs of 2 s."""
+    argv = ["taskset", "-c", "0", str(install.BIN / "python"), str(ROOT / "benches" / "floor.py")]
+    per_call = []
+    for _ in range(passes):
+        done = subprocess.run(
+            [*argv, "--json", "--seconds", "2"], capture_output=True, text=True, timeout=120
+        )
+        if done.returncode != 0:
+            return f"Python floor: failed: {done.stderr.strip()[-300:]}"
+        per_call.append(json.loads(done.stdout)["us_per_call"])
+    us = statistics.median(per_call)
+    return (
+        f"Python floor (benches/floor.py): {us:.2f} µs per call with a fresh 25-key environ, "
+        f"{1e6 / us:,.0f} calls/s on one core"
+    )
+
+
+def machine() -> str:
+    """CPU model and count, nproc, memory, kernel, from /proc."""
+    cpuinfo = Path("/proc/cpuinfo").read_text()
+    models = [
+        line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if "model name" in line
+    ]
+    mem_kib = int(Path("/proc/meminfo").read_text().split()[1])
+    model = models[0] if models else platform.processor() or "unknown CPU"
+    return (
+        f"{len(models)} × {model} (nproc {len(os.sched_getaffinity(0))}), "
+        f"{mem_kib / 2**20:.0f} GiB, Linux {platform.release()}; a shared VM, noisy"
+    )
+
+
+def _git(*args: str) -> str:
+    done = subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True)
+    return done.stdout.strip()
+
+
+def git_state() -> str:
+    """The commit measured, and whether the work tree had uncommitted changes."""
+    dirty = _git("status", "--porcelain", "--untracked-files=no")
+    return _git("rev-parse", "--short", "HEAD") + (" + uncommitted changes" if dirty else "")
+
+
+def load_average() -> str:
+    """The 1-minute load average: how busy the shared machine was."""
+    return Path("/proc/loadavg").read_text().split()[0]
+
+
+def results_md(report: Report, settings: Settings, bounds: list[str], load: str) -> str:
+    """The whole of benches/RESULTS.md; ``load``: the load average when the run began."""
+    versions = install.installed_versions()
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    command = "python benches/run.py " + " ".join(map(shlex.quote, sys.argv[1:]))
+    lines = [
+        "# Benchmark results",
+        "",
+        "Written by `benches/run.py --write` (overwritten on every such run).",
+        "",
+        f"- Date: {now}",
+        f"- Machine: {machine()}; load average {load} at the start, "
+        f"{load_average()} at the end (other work shares the machine)",
+        f"- Command: `{command.strip()}`",
+        f"- ferrowsgi: {versions.get('ferrowsgi', '?')}, "
+        + (f"built from this repository at {git_state()}" if settings.build else "not rebuilt"),
+        "- Peers: " + ", ".join(f"{d} {v}" for d, v in sorted(versions.items()) if d != FERRO),
+        f"- Python {platform.python_version()}; {settings.passes} pass(es) of "
+        f"{settings.seconds:g} s after a {settings.warmup:g} s warm-up, median shown",
+        "- Method: one worker process pinned to core 0, `wrk -t1 --latency` pinned to core 1, "
+        "keep-alive, a fresh server per run; GB/s counts response body bytes (10^9)",
+        "",
+        *bounds,
+        "",
+        *body(report),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line (see the module docstring)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=int, default=10, help="seconds per load run")
+    parser.add_argument("--passes", type=int, default=2, help="passes; the median is shown")
+    parser.add_argument("--warmup", type=int, default=1, help="seconds of warm-up per run")
+    parser.add_argument("--only", default=",".join(WORKLOADS), help="workloads, comma-separated")
+    parser.add_argument("--servers", default=",".join(SERVERS), help="servers, comma-separated")
+    parser.add_argument("--smoke", action="store_true", help="2 s, 1 pass, ferrowsgi on hello")
+    parser.add_argument("--write", action="store_true", help="write benches/RESULTS.md")
+    parser.add_argument(
+        "--no-build", action="store_true", help="use the installed ferrowsgi, do not rebuild it"
+    )
+    args = parser.parse_args(argv)
+    for option, known in (("only", WORKLOADS), ("servers", SERVERS)):
+        unknown = set(getattr(args, option).split(",")) - set(known)
+        if unknown:
+            names = ", ".join(sorted(unknown))
+            parser.error(f"--{option}: unknown {names}; known: {', '.join(known)}")
+    return args
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    """Settings for the run; --smoke overrides duration, passes, workloads and servers."""
+    if args.smoke:
+        return Settings(2, args.warmup, 1, ["hello"], [FERRO], True, not args.no_build)
+    workloads = [w for w in WORKLOADS if w in args.only.split(",")]
+    servers = [s for s in SERVERS if s in args.servers.split(",")]
+    return Settings(
+        args.duration, args.warmup, args.passes, workloads, servers, False, not args.no_build
+    )
+
+
+def prepare(settings: Settings) -> tuple[Report, str]:
+    """Venv, peers, ferrowsgi and the ceiling; returns the empty report and ferrowsgi's command."""
+    sizes = {w: WORKLOADS[w].bytes_per_request for w in settings.workloads}
+    report = Report(settings.workloads, settings.servers, sizes, labels=LABELS, notes=NOTES)
+    install.ensure_venv()
+    peers = [s for s in settings.servers if s in install.PEER_DISTS]
+    report.failures.update(install.install_peers(peers, "flask" in settings.workloads))
+    if "ceiling" in settings.servers:
+        why = install.build_ceiling()
+        if why:
+            report.failures["ceiling"] = f"cargo build failed: {why}"
+    return report, install.install_ferrowsgi(settings.build)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Prepare, measure, print (and write); 1 if ferrowsgi failed a run."""
+    settings = settings_from(args)
+    load = load_average()
+    why = install.ensure_wrk()
+    if why:
+        print(f"SKIPPED: wrk is not installed and could not be installed ({why})")
+        return 0
+    report, ferro = prepare(settings)
+    print(f"ferrowsgi: {ferro}", flush=True)
+    bounds = [] if settings.smoke else [measure_floor(settings.passes)]
+    run_passes(settings, report, ferro)
+    print("\n" + "\n".join(["", *bounds, "", *body(report)]))
+    if args.write:
+        RESULTS.write_text(results_md(report, settings, bounds, load))
+        print(f"\nwrote {RESULTS.relative_to(ROOT)}")
+    failed = any(c.failure for (_, s), c in report.cells.items() if s == FERRO)
+    return 1 if failed or FERRO in report.failures else 0
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def main() -> int:
+    """Entry point: every server started is stopped, whatever happens."""
+    args = parse_args()
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        return run(args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    finally:
+        harness.stop_all()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
