@@ -200,7 +200,9 @@ LIMIT_OPTIONS = [  # option, value, a request within the limit, one past it, its
 ]
 
 
-@pytest.mark.parametrize("option, value, at_limit, past_limit, status", LIMIT_OPTIONS)
+@pytest.mark.parametrize(
+    "option, value, at_limit, past_limit, status", LIMIT_OPTIONS, ids=[r[0] for r in LIMIT_OPTIONS]
+)
 def test_request_limits_are_set_by_their_options(
     start_server, option, value, at_limit, past_limit, status
 ):
