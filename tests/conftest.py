@@ -384,3 +384,24 @@ def wait_for_log_line(server, pattern: str, ignore: str = "", timeout: float = 1
     found = wait_until(find, timeout)
     assert found, f"no log line matching {pattern!r} (ignoring {ignore!r}); log:\n{server.log}"
     return found
+
+
+@pytest.fixture(scope="module")
+def start_module_server() -> Iterator:
+    """Like ``start_server``, but each server lives until the end of the test module.
+
+    For modules whose tests only read from one server (the environ and wsgi.input
+    echoes), so they do not pay a server start each. Tests that assert on the log or
+    stop the server use ``start_server``.
+    """
+    started: list[ServerProcess] = []
+
+    def start(*args: str, env: dict[str, str] | None = None, cwd: Path = ROOT) -> ServerProcess:
+        server = ServerProcess([*args, "--bind", "127.0.0.1:0"], env=env, cwd=cwd)
+        started.append(server)
+        server.wait_ready()
+        return server
+
+    yield start
+    for server in started:
+        server.stop()

@@ -13,9 +13,9 @@ def environ_of(server, raw: bytes) -> dict:
     return json.loads(body)
 
 
-@pytest.fixture
-def server(start_server):
-    return start_server("environ_app:app", "--threads", "4")
+@pytest.fixture(scope="module")
+def server(start_module_server):
+    return start_module_server("environ_app:app", "--threads", "4")
 
 
 @pytest.mark.parametrize("method", ["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"])

@@ -12,9 +12,9 @@ from conftest import exchange, request_bytes
 EOF_REPRS = ["b''", "b''", "b''"]
 
 
-@pytest.fixture
-def server(start_server):
-    return start_server("input_app:app")
+@pytest.fixture(scope="module")
+def server(start_module_server):
+    return start_module_server("input_app:app")
 
 
 def post(server, path, body, headers=None, timeout=30.0):
