@@ -123,6 +123,8 @@ pub struct Guard {
     /// Whether the rejected message had its head accepted already (the
     /// error is in its body, and the application may answer it itself).
     failed_in_body: bool,
+    /// Request heads accepted so far.
+    heads: u64,
 }
 
 impl Guard {
@@ -133,12 +135,23 @@ impl Guard {
             state: State::Head,
             buf: Vec::new(),
             failed_in_body: false,
+            heads: 0,
         }
     }
 
     /// Whether a message was rejected (the stream is over).
     pub fn is_closed(&self) -> bool {
         matches!(self.state, State::Closed)
+    }
+
+    /// Whether part of a request head has arrived but not all of it.
+    pub fn head_in_progress(&self) -> bool {
+        matches!(self.state, State::Head) && !self.buf.is_empty()
+    }
+
+    /// Request heads accepted so far.
+    pub fn heads_completed(&self) -> u64 {
+        self.heads
     }
 
     /// Whether the rejected message's head had been passed on (the error was
@@ -226,6 +239,7 @@ impl Guard {
         }
         let head = std::mem::take(&mut self.buf);
         let framing = check_head(&head, &self.limits, out)?;
+        self.heads += 1;
         self.state = match framing {
             Framing::None => State::Head,
             Framing::Length(0) => State::Head,
@@ -260,6 +274,9 @@ impl Guard {
             return Ok(used);
         }
         let line = std::mem::take(&mut self.buf);
+        if line.len() > MAX_CHUNK_LINE + 2 {
+            return Err(reject(400, "malformed chunk-size line"));
+        }
         let size = parse_chunk_line(&line[..line.len() - 2])?;
         out.extend_from_slice(&line);
         self.state = if size == 0 {

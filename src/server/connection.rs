@@ -20,6 +20,7 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::oneshot;
+use tokio::sync::Notify;
 
 use crate::exchange::{self, Job, ResponseStart};
 use crate::log::{self, AccessRecord};
@@ -39,6 +40,11 @@ pub struct Activity {
     last: AtomicU64,
     /// Woken when the last request in flight finishes (see `poll_idle`).
     idle_waker: Mutex<Option<Waker>>,
+    /// When the request head being received began, in ms after `born` plus
+    /// one; 0 while no head is in progress (`--header-timeout` runs from it).
+    head_since: AtomicU64,
+    /// Tells the connection task a head began, so it arms the header timer.
+    head_started: Notify,
 }
 
 impl Activity {
@@ -48,6 +54,34 @@ impl Activity {
             in_flight: AtomicUsize::new(0),
             last: AtomicU64::new(0),
             idle_waker: Mutex::new(None),
+            head_since: AtomicU64::new(0),
+            head_started: Notify::new(),
+        }
+    }
+
+    /// Notes that a request head is being received (the first call starts
+    /// the header timer; later ones keep it).
+    pub fn head_begins(&self) {
+        if self.head_since.load(Ordering::Relaxed) == 0 {
+            let now = self.born.elapsed().as_millis() as u64 + 1;
+            self.head_since.store(now, Ordering::Relaxed);
+            self.head_started.notify_one();
+        }
+    }
+
+    /// Notes that no request head is in progress.
+    pub fn head_ends(&self) {
+        self.head_since.store(0, Ordering::Relaxed);
+    }
+
+    /// When the head in progress runs out of time, if one is in progress.
+    fn head_deadline(&self, timeout: Duration) -> Option<tokio::time::Instant> {
+        match self.head_since.load(Ordering::Relaxed) {
+            0 => None,
+            since => {
+                let began = self.born + Duration::from_millis(since - 1);
+                Some(tokio::time::Instant::from_std(began + timeout))
+            }
         }
     }
 
@@ -148,9 +182,12 @@ pub async fn serve<S>(
     });
     let conn = ctx.http1.serve_connection(io, service);
     tokio::pin!(conn);
+    let header_timeout = ctx.config.header_timeout;
     let mut closing = false;
     loop {
         let idle_at = activity.idle_deadline(keep_alive);
+        let head_at = activity.head_deadline(header_timeout);
+        let far = idle_at + Duration::from_secs(86_400);
         tokio::select! {
             result = conn.as_mut() => {
                 if let Err(e) = result {
@@ -166,6 +203,13 @@ pub async fn serve<S>(
                 if activity.is_idle_expired(keep_alive) {
                     conn.as_mut().graceful_shutdown();
                     closing = true;
+                }
+            }
+            _ = activity.head_started.notified() => {}
+            _ = tokio::time::sleep_until(head_at.unwrap_or(far)), if head_at.is_some() => {
+                if activity.head_deadline(header_timeout).is_some_and(|d| d <= tokio::time::Instant::now()) {
+                    tracing::debug!("{}: request head not received in time", peer_name(peer));
+                    return; // slowloris: drop the connection
                 }
             }
         }

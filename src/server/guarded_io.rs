@@ -72,7 +72,15 @@ impl<S: AsyncRead + Unpin> GuardedIo<S> {
         self.activity.touch();
         self.ready.clear();
         self.ready_pos = 0;
-        if let Err(rejection) = self.guard.feed(&self.scratch[..n], &mut self.ready) {
+        let heads = self.guard.heads_completed();
+        let fed = self.guard.feed(&self.scratch[..n], &mut self.ready);
+        if self.guard.heads_completed() != heads {
+            self.activity.head_ends();
+        }
+        if self.guard.head_in_progress() {
+            self.activity.head_begins();
+        }
+        if let Err(rejection) = fed {
             tracing::debug!(
                 "refused a request: {} {}",
                 rejection.status,

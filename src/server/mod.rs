@@ -41,12 +41,11 @@ impl ServerCtx {
     /// Builds the shared context and hyper's HTTP/1.1 settings.
     pub fn new(config: Arc<ServerConfig>, jobs: crossbeam_channel::Sender<Job>) -> Self {
         let mut http1 = http1::Builder::new();
-        // hyper's header timer also runs while a keep-alive connection waits
-        // for its next request, so it must not be shorter than keep-alive.
-        let header_timeout = config.header_timeout.max(config.keep_alive);
+        // The header timeout is ours (connection.rs): hyper's own timer also
+        // runs while a keep-alive connection waits, which would tie the two.
         http1
             .timer(TokioTimer::new())
-            .header_read_timeout(header_timeout)
+            .header_read_timeout(None)
             .keep_alive(!config.keep_alive.is_zero())
             .title_case_headers(true)
             .half_close(false)
