@@ -13,12 +13,14 @@ install:                 ## build the Rust extension (release) and install the p
 deps:                    ## everything the tests need (Python packages, Rust components)
 	$(PIP) install --quiet "maturin>=1.9.4,<2" pytest pytest-timeout httpx flask django ruff
 	rustup component add rustfmt clippy >/dev/null 2>&1 || true
+	command -v ss >/dev/null || { command -v apt-get >/dev/null && \
+		(apt-get update -qq && apt-get install -y -qq iproute2 >/dev/null); } || true
 
 lint:                    ## formatting and lints, Rust and Python
 	cargo fmt --check
 	cargo clippy --all-targets -- -D warnings
-	ruff check .
-	ruff format --check .
+	$(PYTHON) -m ruff check .
+	$(PYTHON) -m ruff format --check .
 
 rust-test:               ## unit tests of the pure-Rust parts
 	cargo test --quiet
