@@ -11,7 +11,10 @@ Rules this module keeps:
   logger), so Rust and Python write one error-log format.
 * A failure is one ``Error: ...`` line; tracebacks appear only at debug level.
 * The test suite reads ``Listening at: http://HOST:PORT`` with the bound port:
-  that text comes from ``server.addresses``, never from the configuration.
+  that text comes from the bound sockets (``server.addresses``, or the master's
+  sockets), never from the configuration.
+* ``--workers N`` (N >= 1, the default 1) hands over to :mod:`ferrowsgi.supervisor`:
+  a master process and N workers. ``--workers 0`` serves from this process.
 """
 
 from __future__ import annotations
@@ -27,7 +30,15 @@ from typing import Any
 
 from . import _ferrowsgi, config, demo, loader
 
-__all__ = ["RustLogHandler", "ensure_logging", "log", "main", "serve_until_stopped"]
+__all__ = [
+    "RustLogHandler",
+    "bind_error",
+    "ensure_logging",
+    "load_app",
+    "log",
+    "main",
+    "serve_until_stopped",
+]
 
 log = logging.getLogger("ferrowsgi")
 _LEVELS = {"critical": 50, "error": 40, "warning": 30, "info": 20, "debug": 10}
@@ -126,24 +137,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 2
     try:
-        return _run(cfg)
+        return _run(cfg, list(sys.argv[1:] if argv is None else argv))
     except KeyboardInterrupt:  # Ctrl-C before serving, e.g. during a slow import
         return 130
 
 
-def _run(cfg: config.Config) -> int:
+def _run(cfg: config.Config, argv: list[str]) -> int:
     log.info("Starting ferrowsgi %s", _ferrowsgi.__version__)
     for warning in cfg.warnings:
         log.warning("%s", warning)
     for line in cfg.describe():
         log.debug("config: %s", line)
-    app = _load(cfg.app)
+    if cfg.workers > 0:
+        from . import supervisor  # here, not at the top: supervisor imports this module
+
+        return supervisor.run(cfg, argv)
+    app = load_app(cfg.app)
     if app is None:
         return 1
     try:
         server = _ferrowsgi.Server(app, cfg.server_config())
     except OSError as e:
-        log.error("Error: %s", _bind_error(e, cfg.bind))
+        log.error("Error: %s", bind_error(e, cfg.bind))
         return 1
     except (ValueError, TypeError) as e:
         log.error("Error: %s", e)
@@ -151,8 +166,9 @@ def _run(cfg: config.Config) -> int:
     return serve_until_stopped(server)
 
 
-def _load(spec: str | None) -> Callable[..., Any] | None:
-    """The application, or None after logging why it could not be loaded."""
+def load_app(spec: str | None) -> Callable[..., Any] | None:
+    """The application named by ``spec`` (None: the demo app), or None after logging
+    why it could not be loaded (one ``Error: ...`` line; the traceback at debug level)."""
     if spec is None:
         log.info("No APP given: serving the demo application (ferrowsgi.demo:application)")
         return demo.application
@@ -166,7 +182,7 @@ def _load(spec: str | None) -> Callable[..., Any] | None:
         return None
 
 
-def _bind_error(error: OSError, binds: list[str]) -> str:
+def bind_error(error: OSError, binds: list[str]) -> str:
     """One line for a failed bind: "cannot bind ADDRESS: reason"."""
     reason = _reason(error)
     address = str(error.filename) if error.filename else ", ".join(binds)

@@ -50,6 +50,7 @@ class Setting:
     short: str | None = None  # e.g. "-b"
     multiple: bool = False  # repeatable flag; comma-separated in the environment
     server_key: str | None = None  # key in _ferrowsgi.ServerConfig, None if Python-side only
+    boolean: bool = False  # a flag that takes no value on the command line
 
     @property
     def flag(self) -> str:
@@ -105,6 +106,20 @@ def _size(raw: Any) -> int:
     if not match:
         raise ValueError(f"expected a size in bytes such as 1048576, 512K or 10M, got {raw!r}")
     return int(match[1]) * _SIZE_UNITS[match[2]]
+
+
+_BOOLEANS = {"1": True, "true": True, "yes": True, "on": True,
+             "0": False, "false": False, "no": False, "off": False}  # fmt: skip
+
+
+def _boolean(raw: Any) -> bool:
+    """True/False, or (environment) 1/0, true/false, yes/no, on/off, any case."""
+    if isinstance(raw, bool):
+        return raw
+    value = _BOOLEANS.get(raw.strip().lower()) if isinstance(raw, str) else None
+    if value is None:
+        raise ValueError(f"expected true or false, got {raw!r}")
+    return value
 
 
 def _choice(*choices: str) -> Callable[[Any], str]:
@@ -190,8 +205,8 @@ SETTINGS: tuple[Setting, ...] = (
             "port 8000, :PORT means all interfaces (0.0.0.0)", "ADDRESS", "-b", multiple=True,
             server_key="binds"),
     Setting("workers", _integer(0), 1,
-            "worker processes; only one process is used for now (the master process comes "
-            "later), so a higher value logs a warning", "N", "-w"),
+            "worker processes under a master process; 0 serves from this one process, "
+            "with no master", "N", "-w"),
     Setting("threads", _integer(1), 1,
             "Python threads that run the application", "N", server_key="threads"),
     Setting("keep_alive", _seconds, 5.0,
@@ -215,6 +230,27 @@ SETTINGS: tuple[Setting, ...] = (
             "bind = ['0.0.0.0:80'])", "PATH", "-c"),
     Setting("chdir", _path, None,
             "change to this directory before loading the application", "DIR"),
+    Setting("timeout", _seconds, 30.0,
+            "a worker whose application call runs longer than this is killed and replaced, "
+            "after its Python stacks are written to the error log; 0 = off", "SECONDS"),
+    Setting("max_requests", _integer(0), 0,
+            "recycle a worker gracefully after this many requests; 0 = never", "N"),
+    Setting("max_requests_jitter", _integer(0), 0,
+            "add a random 0..N to --max-requests, per worker, so workers do not all "
+            "recycle at once", "N"),
+    Setting("max_worker_memory", _integer(0), 0,
+            "recycle a worker gracefully once its resident memory passes this many MiB; "
+            "0 = no limit", "MIB"),
+    Setting("preload", _boolean, False,
+            "import the application once in the master, before forking the workers",
+            boolean=True),
+    Setting("reuse_port", _boolean, False,
+            "give each worker its own SO_REUSEPORT socket instead of sharing one",
+            boolean=True),
+    Setting("pid", _path, None, "write the master's process id to this file", "PATH"),
+    Setting("reload", _boolean, False,
+            "development: restart the workers when a Python file of the application "
+            "changes (not with --preload)", boolean=True),
 )
 # fmt: on
 BY_NAME = {s.name: s for s in SETTINGS}
@@ -266,11 +302,8 @@ def load(
     origins: dict[str, str] = {}
     for s in SETTINGS:
         values[s.name], origins[s.name] = _resolve(s, sources)
-    if values["workers"] > 1:
-        warnings.append(
-            f"--workers {values['workers']}: several worker processes are not "
-            "supported yet; serving from this one process"
-        )
+    if values["reload"] and values["preload"]:
+        raise ConfigError("--reload cannot be combined with --preload")
     return Config(app, values, origins, warnings)
 
 
@@ -293,13 +326,15 @@ def build_parser(version: str = "") -> argparse.ArgumentParser:
     for s in SETTINGS:
         flags = [s.short, s.flag] if s.short else [s.flag]
         default = ",".join(s.default) if s.multiple else s.default
+        shown = "off" if s.boolean else "none" if default is None else default
+        action = "store_true" if s.boolean else "append" if s.multiple else "store"
         parser.add_argument(
             *flags,
             dest=s.name,
-            metavar=s.metavar,
             default=argparse.SUPPRESS,
-            action="append" if s.multiple else "store",
-            help=f"{s.help} [default: {'none' if default is None else default}; env: {s.env}]",
+            action=action,
+            **({} if s.boolean else {"metavar": s.metavar}),
+            help=f"{s.help} [default: {shown}; env: {s.env}]",
         )
     parser.add_argument("--version", action="version", version=f"ferrowsgi {version}")
     return parser

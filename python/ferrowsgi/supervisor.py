@@ -1,0 +1,464 @@
+"""The master process: binds the sockets, forks the workers, keeps them running.
+
+Rules this module keeps (gunicorn's arbiter, with its known gaps closed):
+
+* The master never serves and never starts a thread or an async runtime: it
+  binds every listening socket with Python's socket module, then forks workers
+  (:mod:`ferrowsgi.worker`), which serve on them as ``fd://N``.
+* The listening sockets stay open in the master from start to stop, so while
+  workers are replaced (reload, recycling, a crash) a new connection waits in
+  the kernel's queue for the next worker instead of being refused.
+* Signal handlers only queue the signal; Python's wakeup fd wakes the main
+  loop, which does all the work, with the handlers' actions in one table.
+* A worker reports on its own pipe (``ready``, ``beat S``, ``retire``,
+  ``reload``: see :mod:`ferrowsgi.worker`). A worker whose heartbeat deadline
+  passed is stuck in the application: "WORKER TIMEOUT", then SIGABRT, and its
+  faulthandler writes every thread's Python stack to the error log.
+* A worker that exits with an error before ``ready`` failed to boot: the master
+  stops with status 1 (no crash loop) — unless a reload is under way, where the
+  new workers are dropped and the old ones keep serving.
+* Every stop is bounded: a worker asked to stop gets ``graceful_timeout`` (plus
+  one second) before SIGKILL; one sent SIGABRT or SIGQUIT gets two seconds.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import select
+import signal
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import cli, config, worker
+from .listeners import Listeners
+
+__all__ = ["Arbiter", "run"]
+
+log = cli.log
+SLACK = 2 * worker.TICK  # a heartbeat may come this late without the worker being stuck
+KILL_DELAY = 2.0  # seconds a worker sent SIGABRT or SIGQUIT gets before SIGKILL
+HANDLED = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGUSR1,
+           signal.SIGTTIN, signal.SIGTTOU, signal.SIGCHLD)  # fmt: skip
+
+
+def run(cfg: config.Config, argv: list[str]) -> int:
+    """Run the master until it stops; return the exit status (0, or 1 when the
+    application, a socket or a worker's boot failed)."""
+    app, baseline = None, set(sys.modules)
+    if cfg.preload:
+        app = cli.load_app(cfg.app)
+        if app is None:
+            return 1
+    try:
+        listeners = Listeners.bind(cfg.bind, cfg.backlog, cfg.reuse_port)
+    except OSError as e:
+        log.error("Error: %s", cli.bind_error(e, cfg.bind))
+        return 1
+    try:
+        write_pidfile(cfg.pid)
+    except OSError as e:
+        log.error("Error: --pid: cannot write %r: %s", cfg.pid, e.strerror)
+        listeners.close()
+        return 1
+    try:
+        return Arbiter(cfg, argv, app, listeners, baseline).run()
+    finally:
+        remove_pidfile(cfg.pid)
+
+
+@dataclass
+class Worker:
+    """The master's view of one worker process."""
+
+    pid: int
+    generation: int  # bumped by each reload; older generations retire once the new is up
+    pipe: int  # read end of the worker's pipe; -1 once it closed
+    slot: int  # its sockets with --reuse-port; a replacement takes the same slot
+    ready: bool = False  # said "ready": booted
+    retiring: bool = False  # stopping (asked to, or by itself); no longer counted
+    deadline: float | None = None  # monotonic time by which it must beat (--timeout)
+    kill_at: float | None = None  # monotonic time after which it gets SIGKILL
+    pending: bytes = field(default=b"", repr=False)  # a message not yet ended by "\n"
+    started: float = field(default_factory=time.monotonic)
+
+
+class Arbiter:
+    """The master's state and main loop. :meth:`run` returns the exit status."""
+
+    def __init__(
+        self,
+        cfg: config.Config,
+        argv: list[str],
+        app: Any,
+        listeners: Listeners,
+        baseline: set[str],
+    ) -> None:
+        self.cfg, self.argv, self.app, self.listeners = cfg, argv, app, listeners
+        self.target = cfg.workers  # how many workers should serve (TTIN/TTOU change it)
+        self.generation = 0
+        self.previous: tuple[config.Config, Any, int, int] | None = None  # before a reload
+        self.workers: dict[int, Worker] = {}
+        self.by_pipe: dict[int, Worker] = {}
+        self.signals: collections.deque[int] = collections.deque()
+        self.poller = select.poll()
+        self.stopping = False
+        self.status = 0
+        self.announced = False  # "Listening at" logged
+        self.wakeup_r, self.wakeup_w = os.pipe()
+        self.baseline_modules = baseline  # imported before the app: kept by reimport()
+
+    def run(self) -> int:
+        """Supervise until every worker has stopped after TERM, INT or QUIT."""
+        for fd in (self.wakeup_r, self.wakeup_w):
+            os.set_blocking(fd, False)
+        self.poller.register(self.wakeup_r, select.POLLIN)
+        signal.set_wakeup_fd(self.wakeup_w, warn_on_full_buffer=False)
+        for sig in HANDLED:
+            signal.signal(sig, self.queue_signal)
+        worker.set_title("master", self.cfg.app)
+        try:
+            while not (self.stopping and not self.workers):
+                self.step()
+        finally:
+            self.listeners.close()
+        log.info("Shutting down")
+        return self.status
+
+    def queue_signal(self, signum: int, frame: Any) -> None:
+        self.signals.append(signum)  # the wakeup fd wakes the loop; it does the rest
+
+    def step(self) -> None:
+        """One turn of the main loop: at most half a second."""
+        for fd, _ in self.poller.poll(500):
+            if fd == self.wakeup_r:
+                _drain(fd)
+            elif fd in self.by_pipe:
+                self.read_messages(self.by_pipe[fd])
+        while self.signals:
+            action = ACTIONS.get(self.signals.popleft())
+            if action is not None:
+                action(self)
+        self.reap()
+        self.check_deadlines(time.monotonic())
+        if not self.stopping:
+            self.retire_old_generations()
+            self.adjust_workers()
+
+    # --- workers' messages -------------------------------------------------------------
+
+    def read_messages(self, w: Worker) -> None:
+        try:
+            data = os.read(w.pipe, 4096)
+        except BlockingIOError:
+            return
+        if not data:
+            self.close_pipe(w)
+            return
+        *lines, w.pending = (w.pending + data).split(b"\n")
+        for line in lines:
+            word, _, arg = line.decode("ascii", "replace").partition(" ")
+            self.on_message(w, word, arg)
+
+    def on_message(self, w: Worker, word: str, arg: str) -> None:
+        now = time.monotonic()
+        if word == "ready":
+            log.info("Worker (pid %d) ready in %.2fs", w.pid, now - w.started)
+            w.ready = True
+            w.deadline = now + self.cfg.timeout if self.cfg.timeout else None
+            if not self.announced:
+                self.announced = True
+                for address in self.listeners.addresses():
+                    log.info("Listening at: %s (%d)", cli.format_address(address), os.getpid())
+        elif word == "beat" and self.cfg.timeout:
+            try:
+                w.deadline = now + float(arg)
+            except ValueError:
+                log.warning("Worker (pid %d) sent a bad heartbeat: %r", w.pid, arg)
+        elif word == "retire" and not w.retiring:
+            w.retiring = True
+            w.kill_at = now + self.cfg.graceful_timeout + 1
+        elif word == "reload" and w.generation == self.generation and not w.retiring:
+            self.reload("a Python file changed (--reload)")
+
+    def close_pipe(self, w: Worker) -> None:
+        if w.pipe >= 0:
+            self.poller.unregister(w.pipe)
+            del self.by_pipe[w.pipe]
+            os.close(w.pipe)
+            w.pipe = -1
+
+    # --- spawning, stopping, reaping -----------------------------------------------------
+
+    def spawn(self) -> None:
+        taken = {w.slot for w in self.current()}
+        slot = next(i for i in range(len(taken) + 1) if i not in taken)
+        self.listeners.for_slot(slot)  # made here, in the master, to outlive the worker
+        read_end, write_end = os.pipe()
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED)
+        try:
+            pid = os.fork()
+        except OSError as e:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+            os.close(read_end)
+            os.close(write_end)
+            log.error("Cannot fork a worker: %s; trying again", e)
+            return
+        if pid == 0:
+            self.become_worker(slot, read_end, write_end, mask)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        os.close(write_end)
+        os.set_blocking(read_end, False)
+        w = Worker(pid, self.generation, read_end, slot)
+        self.workers[pid] = self.by_pipe[read_end] = w
+        self.poller.register(read_end, select.POLLIN)
+
+    def become_worker(self, slot: int, read_end: int, write_end: int, mask: set) -> None:
+        """In the forked child: drop the master's fds, then run the worker (no return)."""
+        signal.set_wakeup_fd(-1)
+        for fd in (read_end, self.wakeup_r, self.wakeup_w, *self.by_pipe):
+            os.close(fd)
+        spec = worker.WorkerSpec(
+            cfg=self.cfg,
+            fds=self.listeners.hand_over(slot),
+            channel=write_end,
+            master_pid=os.getppid(),
+            multiprocess=self.target > 1,
+            app=self.app,
+            sigmask=mask,
+        )
+        worker.run(spec)
+
+    def stop_worker(self, w: Worker, sig: int = signal.SIGTERM, grace: float | None = None) -> None:
+        """Send ``sig`` (TERM: graceful stop) and set when it will be killed."""
+        now = time.monotonic()
+        grace = self.cfg.graceful_timeout + 1 if grace is None else grace
+        w.kill_at = min(w.kill_at or now + grace, now + grace)
+        w.retiring = True
+        _kill(w.pid, sig)
+
+    def reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            w = self.workers.pop(pid, None)
+            if w is not None:
+                self.close_pipe(w)
+                self.on_exit(w, status)
+        self.listeners.release({w.slot for w in self.workers.values()})
+
+    def on_exit(self, w: Worker, status: int) -> None:
+        how = describe_status(status)
+        if not (w.ready or w.retiring or self.stopping) and os.WIFEXITED(status) and status:
+            self.boot_failed(w)
+        elif (w.retiring or self.stopping) and status == 0:
+            log.info("Worker (pid %d) %s", w.pid, how)
+        else:
+            log.error("Worker (pid %d) %s", w.pid, how)
+
+    def boot_failed(self, w: Worker) -> None:
+        if w.generation < self.generation:
+            log.error("Worker (pid %d) of before the reload failed to boot", w.pid)
+            return
+        older = [x for x in self.workers.values() if x.generation < w.generation]
+        if self.previous is not None and any(not x.retiring for x in older):
+            log.error("Reload failed: a new worker could not start; the old workers keep serving")
+            for x in self.workers.values():
+                if x.generation == self.generation:
+                    self.stop_worker(x)
+            self.cfg, self.app, self.target, self.generation = self.previous
+            self.previous = None
+            return
+        log.critical("Worker (pid %d) failed to boot; stopping", w.pid)
+        self.status = 1
+        self.graceful_stop()
+
+    def check_deadlines(self, now: float) -> None:
+        for w in list(self.workers.values()):
+            if w.kill_at is not None and now >= w.kill_at:
+                log.warning("Worker (pid %d) did not stop in time; killing it", w.pid)
+                w.kill_at = None
+                _kill(w.pid, signal.SIGKILL)
+            elif w.deadline is not None and now > w.deadline + SLACK:
+                log.critical(
+                    "WORKER TIMEOUT (pid %d): an application call ran longer than "
+                    "--timeout %gs; its Python stacks follow",
+                    w.pid,
+                    self.cfg.timeout,
+                )
+                w.deadline = None
+                self.stop_worker(w, signal.SIGABRT, KILL_DELAY)
+
+    # --- keeping the right workers --------------------------------------------------------
+
+    def current(self) -> list[Worker]:
+        """Workers of the current generation that are not stopping, by slot."""
+        live = [w for w in self.workers.values() if w.generation == self.generation]
+        return sorted((w for w in live if not w.retiring), key=lambda w: w.slot)
+
+    def adjust_workers(self) -> None:
+        current = self.current()
+        for w in current[self.target :]:
+            self.stop_worker(w)
+        for _ in range(self.target - len(current)):
+            self.spawn()
+
+    def retire_old_generations(self) -> None:
+        current = self.current()
+        if len(current) >= self.target and all(w.ready for w in current):
+            self.previous = None
+            for w in list(self.workers.values()):
+                if w.generation < self.generation and not w.retiring:
+                    self.stop_worker(w)
+
+    # --- signal actions -----------------------------------------------------------------
+
+    def graceful_stop(self) -> None:
+        if self.stopping:  # a second TERM or Ctrl-C: no more waiting
+            self.quick_stop()
+            return
+        log.info("Stopping gracefully (up to %gs)", self.cfg.graceful_timeout)
+        self.stopping = True
+        self.listeners.close()
+        for w in list(self.workers.values()):
+            if not w.retiring:
+                self.stop_worker(w)
+
+    def quick_stop(self) -> None:
+        log.info("Stopping now")
+        self.stopping = True
+        self.listeners.close()
+        for w in list(self.workers.values()):
+            self.stop_worker(w, signal.SIGQUIT, KILL_DELAY)
+
+    def reload(self, reason: str = "SIGHUP") -> None:
+        """New workers with the configuration re-read and the application re-imported;
+        the old ones stop gracefully once all the new ones are ready."""
+        if self.stopping:
+            return
+        log.info("Reloading: %s", reason)
+        try:
+            cfg = config.load(self.argv)
+        except config.ConfigError as e:
+            log.error("Reload failed: %s; nothing changed", e)
+            return
+        for line in fixed_settings_changed(self.cfg, cfg):
+            log.warning("%s", line)
+        app = self.reimport(cfg) if self.app is not None else None
+        if self.app is not None and app is None:
+            log.error("Reload failed: the application could not be imported; nothing changed")
+            return
+        self.reopen_logs(cfg)
+        self.previous = (self.cfg, self.app, self.target, self.generation)
+        self.cfg, self.app, self.target = cfg, app, max(1, cfg.workers)
+        self.generation += 1
+
+    def reimport(self, cfg: config.Config) -> Callable[..., Any] | None:
+        """Import the preloaded application again, after forgetting the modules of the
+        application's directory imported since the master started."""
+        root = worker.app_directory(cfg.app) + os.sep
+        for name in set(sys.modules) - self.baseline_modules:
+            path = getattr(sys.modules[name], "__file__", None) or ""
+            if path.startswith(root) and "-packages" + os.sep not in path:
+                del sys.modules[name]
+        return cli.load_app(cfg.app)
+
+    def reopen_logs(self, cfg: config.Config | None = None) -> None:
+        cfg = cfg or self.cfg
+        try:
+            cli.setup_logging(cfg.log_level, cfg.access_log)
+        except OSError as e:
+            log.error("Cannot open the access log %r: %s", cfg.access_log, e.strerror)
+
+    def on_usr1(self) -> None:
+        log.info("Reopening the log files")
+        self.reopen_logs()
+        for w in self.workers.values():
+            _kill(w.pid, signal.SIGUSR1)
+
+    def one_more(self) -> None:
+        self.target += 1
+        log.info("Workers: %d (SIGTTIN)", self.target)
+
+    def one_less(self) -> None:
+        self.target = max(1, self.target - 1)
+        log.info("Workers: %d (SIGTTOU)", self.target)
+
+
+ACTIONS: dict[int, Callable[[Arbiter], None] | None] = {
+    signal.SIGTERM: Arbiter.graceful_stop,
+    signal.SIGINT: Arbiter.graceful_stop,
+    signal.SIGQUIT: Arbiter.quick_stop,
+    signal.SIGHUP: Arbiter.reload,
+    signal.SIGUSR1: Arbiter.on_usr1,
+    signal.SIGTTIN: Arbiter.one_more,
+    signal.SIGTTOU: Arbiter.one_less,
+    signal.SIGCHLD: None,  # reaping happens on every turn of the loop
+}
+
+
+def describe_status(status: int) -> str:
+    """``exited with status 1`` or ``was killed by signal 9 (SIGKILL)``."""
+    if os.WIFSIGNALED(status):
+        number = os.WTERMSIG(status)
+        try:
+            name = signal.Signals(number).name
+        except ValueError:
+            name = "unknown"
+        return f"was killed by signal {number} ({name})"
+    return f"exited with status {os.WEXITSTATUS(status)}"
+
+
+def fixed_settings_changed(old: config.Config, new: config.Config) -> list[str]:
+    """Warnings for settings a reload cannot change."""
+    fixed = ("bind", "reuse_port", "preload", "pid", "chdir", "backlog")
+    return [
+        f"Reload: --{name.replace('_', '-')} changed; it takes effect at the next restart"
+        for name in fixed
+        if getattr(old, name) != getattr(new, name)
+    ]
+
+
+def write_pidfile(path: str | None) -> None:
+    """Write this process's pid to ``path`` (atomically: a reader never sees it half
+    written). Raises ``OSError``."""
+    if path:
+        temporary = f"{path}.{os.getpid()}.tmp"
+        with open(temporary, "w") as f:
+            f.write(f"{os.getpid()}\n")
+        os.replace(temporary, path)
+
+
+def remove_pidfile(path: str | None) -> None:
+    """Remove the pid file, if it still holds this process's pid."""
+    try:
+        with open(path or "") as f:
+            ours = f.read().strip() == str(os.getpid())
+        if ours and path:
+            os.unlink(path)
+    except OSError:
+        pass
+
+
+def _drain(fd: int) -> None:
+    try:
+        while os.read(fd, 4096):
+            pass
+    except BlockingIOError:
+        pass
+
+
+def _kill(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass  # already gone; reaped on the next turn
