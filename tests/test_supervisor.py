@@ -149,6 +149,16 @@ def test_a_killed_worker_is_respawned_and_the_server_keeps_answering(start_serve
     assert info(server)["pid"] != victim
 
 
+def test_a_worker_that_segfaults_is_replaced_and_its_stack_logged(start_server):
+    server = start_server(APP, "--workers", "1")
+    first = info(server)["pid"]
+    with pytest.raises((OSError, AssertionError)):  # the connection dies with the worker
+        get(server, "/crash")
+    server.wait_for_log(rf"Worker \(pid {first}\) was killed by signal 11 \(SIGSEGV\)")
+    assert "Segmentation fault" in server.log
+    assert info(server)["pid"] != first
+
+
 def test_sighup_under_load_fails_no_request_and_serves_the_new_code(start_server, tmp_path):
     value = tmp_path / "value.txt"
     value.write_text("one")
@@ -186,7 +196,8 @@ def test_sighup_with_a_broken_application_keeps_the_old_workers(start_server, tm
 def test_sighup_rereads_the_config_file(start_server, tmp_path):
     conf = tmp_path / "conf.py"
     conf.write_text("workers = 1\n")
-    server = start_server(APP, "--config", str(conf))
+    # A relative --config path is read from the starting directory, also after --chdir.
+    server = start_server(APP, "--config", "conf.py", "--chdir", str(ROOT), cwd=tmp_path)
     wait_children(server, 1)
     assert info(server)["multiprocess"] is False
     conf.write_text("workers = 3\n")
@@ -210,6 +221,19 @@ def test_sigterm_lets_the_request_in_flight_finish_and_the_master_exits_0(start_
     assert result["answer"][0] == b"HTTP/1.1 200 OK"
     assert result["answer"][2] == b"/s?ms=3000&msg=slow-began"
     assert server.proc.wait(15) == 0
+
+
+def test_a_second_sigterm_stops_without_waiting(start_server):
+    server = start_server("sleep_app:app", "--workers", "2", "--graceful-timeout", "30")
+    with server.connect() as sock:
+        sock.sendall(request_bytes("GET", "/s?ms=30000&msg=long-began"))
+        server.wait_for_log("long-began")
+        started = time.monotonic()
+        server.proc.send_signal(signal.SIGTERM)
+        server.wait_for_log("Stopping gracefully")
+        server.proc.send_signal(signal.SIGTERM)
+        server.proc.wait(10)
+    assert time.monotonic() - started < 5
 
 
 def test_sigquit_stops_at_once(start_server):

@@ -118,6 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     Returns the exit status (see the module docstring); blocks while serving.
     """
+    start_dir = os.getcwd()  # the config file's path is relative to it, also on reload
     try:
         cfg = config.load(argv, version=_ferrowsgi.__version__)
         if cfg.chdir:
@@ -137,12 +138,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 2
     try:
-        return _run(cfg, list(sys.argv[1:] if argv is None else argv))
+        return _run(cfg, list(sys.argv[1:] if argv is None else argv), start_dir)
     except KeyboardInterrupt:  # Ctrl-C before serving, e.g. during a slow import
         return 130
 
 
-def _run(cfg: config.Config, argv: list[str]) -> int:
+def _run(cfg: config.Config, argv: list[str], start_dir: str) -> int:
     log.info("Starting ferrowsgi %s", _ferrowsgi.__version__)
     for warning in cfg.warnings:
         log.warning("%s", warning)
@@ -151,7 +152,7 @@ def _run(cfg: config.Config, argv: list[str]) -> int:
     if cfg.workers > 0:
         from . import supervisor  # here, not at the top: supervisor imports this module
 
-        return supervisor.run(cfg, argv)
+        return supervisor.run(cfg, argv, start_dir)
     app = load_app(cfg.app)
     if app is None:
         return 1

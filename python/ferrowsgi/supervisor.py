@@ -45,9 +45,10 @@ HANDLED = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.
            signal.SIGTTIN, signal.SIGTTOU, signal.SIGCHLD)  # fmt: skip
 
 
-def run(cfg: config.Config, argv: list[str]) -> int:
+def run(cfg: config.Config, argv: list[str], start_dir: str) -> int:
     """Run the master until it stops; return the exit status (0, or 1 when the
-    application, a socket or a worker's boot failed)."""
+    application, a socket or a worker's boot failed). ``argv`` and ``start_dir`` (the
+    directory the command started in) are for reading the configuration again."""
     app, baseline = None, set(sys.modules)
     if cfg.preload:
         app = cli.load_app(cfg.app)
@@ -65,7 +66,7 @@ def run(cfg: config.Config, argv: list[str]) -> int:
         listeners.close()
         return 1
     try:
-        return Arbiter(cfg, argv, app, listeners, baseline).run()
+        return Arbiter(cfg, (argv, start_dir), app, listeners, baseline).run()
     finally:
         remove_pidfile(cfg.pid)
 
@@ -92,12 +93,12 @@ class Arbiter:
     def __init__(
         self,
         cfg: config.Config,
-        argv: list[str],
+        source: tuple[list[str], str],
         app: Any,
         listeners: Listeners,
         baseline: set[str],
     ) -> None:
-        self.cfg, self.argv, self.app, self.listeners = cfg, argv, app, listeners
+        self.cfg, self.source, self.app, self.listeners = cfg, source, app, listeners
         self.target = cfg.workers  # how many workers should serve (TTIN/TTOU change it)
         self.generation = 0
         self.previous: tuple[config.Config, Any, int, int] | None = None  # before a reload
@@ -346,10 +347,8 @@ class Arbiter:
         if self.stopping:
             return
         log.info("Reloading: %s", reason)
-        try:
-            cfg = config.load(self.argv)
-        except config.ConfigError as e:
-            log.error("Reload failed: %s; nothing changed", e)
+        cfg = reread_config(*self.source)
+        if cfg is None:
             return
         for line in fixed_settings_changed(self.cfg, cfg):
             log.warning("%s", line)
@@ -404,6 +403,20 @@ ACTIONS: dict[int, Callable[[Arbiter], None] | None] = {
     signal.SIGTTOU: Arbiter.one_less,
     signal.SIGCHLD: None,  # reaping happens on every turn of the loop
 }
+
+
+def reread_config(argv: list[str], start_dir: str) -> config.Config | None:
+    """The configuration read again from where the command started (relative
+    ``--config`` paths), or None after logging why it cannot be."""
+    here = os.getcwd()
+    try:
+        os.chdir(start_dir)
+        return config.load(argv)
+    except (config.ConfigError, OSError) as e:
+        log.error("Reload failed: %s; nothing changed", e)
+        return None
+    finally:
+        os.chdir(here)
 
 
 def describe_status(status: int) -> str:

@@ -7,8 +7,10 @@ GET /         → JSON: this process's pid, the pid that imported this module, t
 GET /sleep?s=N → sleeps N seconds (default 1), then answers "slept".
 GET /hang     → never returns: hang_in_the_application() sleeps in a loop.
 GET /grow?mib=N → keeps N MiB more allocated in this process, then answers its size.
+GET /crash    → a segmentation fault, as a broken C extension would cause.
 """
 
+import faulthandler
 import json
 import os
 import time
@@ -35,6 +37,8 @@ def app(environ, start_response):
         body = b"slept"
     elif path == "/hang":
         hang_in_the_application()
+    elif path == "/crash":
+        faulthandler._sigsegv()
     elif path == "/grow":
         _ballast.append(bytearray(int(query["mib"][0]) << 20))
         body = str(sum(len(b) for b in _ballast)).encode()
