@@ -375,13 +375,24 @@ def test_pid_file_holds_the_master_pid_and_is_removed_at_exit(start_server, tmp_
     assert not pidfile.exists()
 
 
+def listening_sockets(port: int) -> int:
+    """How many IPv4 sockets listen on ``port`` (each SO_REUSEPORT socket counts)."""
+    rows = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    return sum(1 for r in rows if r.split()[1].endswith(f":{port:04X}") and r.split()[3] == "0A")
+
+
 def test_reuse_port_gives_every_worker_its_own_socket(start_server):
     server = start_server(APP, "--workers", "2", "--reuse-port")
     workers = wait_children(server, 2)
+    assert listening_sockets(server.port) == 2
     pids = wait_until(lambda: {info(server)["pid"] for _ in range(40)} == workers, 10)
     assert pids, "connections were not spread over both workers"
     os.kill(min(workers), signal.SIGKILL)
-    wait_children(server, 2, without=workers & {min(workers)})
+    wait_children(server, 2, without={min(workers)})
+    assert listening_sockets(server.port) == 2  # the replacement took over the socket
+    server.proc.send_signal(signal.SIGTTOU)
+    wait_children(server, 1)
+    assert wait_until(lambda: listening_sockets(server.port) == 1, 5)
     assert info(server)["pid"] in children(server.proc.pid)
 
 

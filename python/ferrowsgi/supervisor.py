@@ -151,18 +151,20 @@ class Arbiter:
 
     # --- workers' messages -------------------------------------------------------------
 
-    def read_messages(self, w: Worker) -> None:
+    def read_messages(self, w: Worker) -> bool:
+        """Handle what the worker wrote; False when there was nothing to read."""
         try:
-            data = os.read(w.pipe, 4096)
+            data = os.read(w.pipe, 4096) if w.pipe >= 0 else b""
         except BlockingIOError:
-            return
+            return False
         if not data:
             self.close_pipe(w)
-            return
+            return False
         *lines, w.pending = (w.pending + data).split(b"\n")
         for line in lines:
             word, _, arg = line.decode("ascii", "replace").partition(" ")
             self.on_message(w, word, arg)
+        return True
 
     def on_message(self, w: Worker, word: str, arg: str) -> None:
         now = time.monotonic()
@@ -248,14 +250,18 @@ class Arbiter:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
-                return
+                break
             if pid == 0:
-                return
+                break
             w = self.workers.pop(pid, None)
             if w is not None:
+                while self.read_messages(w):  # what it said last ("ready"?) counts
+                    pass
                 self.close_pipe(w)
                 self.on_exit(w, status)
-        self.listeners.release({w.slot for w in self.workers.values()})
+        # Slots below the target keep their sockets for the next worker (and the
+        # connections in their queue); others close once no worker uses them.
+        self.listeners.release({w.slot for w in self.workers.values()} | set(range(self.target)))
 
     def on_exit(self, w: Worker, status: int) -> None:
         how = describe_status(status)
