@@ -128,6 +128,8 @@ NOTES = [
     "Other workloads: ferrowsgi --threads 1, gunicorn -k gthread --threads 1.",
     "big sets Content-Length, so no server uses chunked framing.",
     "ceiling (no Python): benches/ceiling, hyper on a current-thread tokio runtime.",
+    "RSS is the worker's: ferrowsgi, gunicorn and granian start a master process and "
+    "one worker, and the master is not counted.",
 ]
 
 
