@@ -115,12 +115,7 @@ class Load:
 
 
 def assert_no_failure(load: Load) -> None:
-    """No request failed. One known exception, reported as xfail until the Rust side
-    fixes it: hyper closes a connection that has not sent a byte yet when a graceful
-    stop begins, so a request on a connection that a stopping worker had just accepted
-    can get no answer (fix: src/server/connection.rs waits briefly for the first byte)."""
-    if load.failures and all("closed mid-response; have b''" in f for f in load.failures):
-        pytest.xfail(f"needs Rust: {len(load.failures)} connection(s) closed unanswered")
+    """No request of the load failed: every one got a complete 200 response."""
     assert load.failures == [], load.failures[:5]
 
 

@@ -36,6 +36,8 @@ use crate::shutdown::ShutdownSignal;
 pub struct Activity {
     born: Instant,
     in_flight: AtomicUsize,
+    /// Requests hyper has handed over on this connection so far.
+    requests: AtomicUsize,
     /// Milliseconds after `born` of the last byte read or response finished.
     last: AtomicU64,
     /// Woken when the last request in flight finishes (see `poll_idle`).
@@ -52,6 +54,7 @@ impl Activity {
         Activity {
             born: Instant::now(),
             in_flight: AtomicUsize::new(0),
+            requests: AtomicUsize::new(0),
             last: AtomicU64::new(0),
             idle_waker: Mutex::new(None),
             head_since: AtomicU64::new(0),
@@ -125,6 +128,7 @@ pub struct InFlight(Arc<Activity>);
 impl InFlight {
     fn new(activity: &Arc<Activity>) -> Self {
         activity.in_flight.fetch_add(1, Ordering::Relaxed);
+        activity.requests.fetch_add(1, Ordering::Relaxed);
         InFlight(activity.clone())
     }
 }
@@ -153,6 +157,15 @@ struct ConnInfo {
     activity: Arc<Activity>,
     ctx: Arc<ServerCtx>,
 }
+
+/// How long a connection accepted just before shutdown may take to send its
+/// first request, which is then answered (seconds). A client that connected
+/// to a worker that is about to stop (a reload, `--max-requests`) has done
+/// nothing wrong; closing its connection unanswered would fail its request.
+const FIRST_REQUEST_GRACE: Duration = Duration::from_secs(1);
+
+/// How often a connection in `FIRST_REQUEST_GRACE` checks for its request.
+const GRACE_POLL: Duration = Duration::from_millis(10);
 
 /// Serves one accepted connection until it closes.
 pub async fn serve<S>(
@@ -184,6 +197,8 @@ pub async fn serve<S>(
     tokio::pin!(conn);
     let header_timeout = ctx.config.header_timeout;
     let mut closing = false;
+    // Set on shutdown while no request has come yet: see `FIRST_REQUEST_GRACE`.
+    let mut grace_until: Option<tokio::time::Instant> = None;
     loop {
         let idle_at = activity.idle_deadline(keep_alive);
         let head_at = activity.head_deadline(header_timeout);
@@ -195,9 +210,20 @@ pub async fn serve<S>(
                 }
                 return;
             }
-            _ = shutdown.recv(), if !closing => {
-                conn.as_mut().graceful_shutdown();
-                closing = true;
+            _ = shutdown.recv(), if !closing && grace_until.is_none() => {
+                if activity.requests.load(Ordering::Relaxed) == 0 {
+                    grace_until = Some(tokio::time::Instant::now() + FIRST_REQUEST_GRACE);
+                } else {
+                    conn.as_mut().graceful_shutdown();
+                    closing = true;
+                }
+            }
+            _ = tokio::time::sleep(GRACE_POLL), if !closing && grace_until.is_some() => {
+                let waited_out = grace_until.is_some_and(|t| t <= tokio::time::Instant::now());
+                if waited_out || activity.requests.load(Ordering::Relaxed) > 0 {
+                    conn.as_mut().graceful_shutdown();
+                    closing = true;
+                }
             }
             _ = tokio::time::sleep_until(idle_at), if !closing => {
                 if activity.is_idle_expired(keep_alive) {
