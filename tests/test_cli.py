@@ -235,6 +235,24 @@ def test_stop_signal_lets_the_request_in_flight_finish(start_server, sig):
     assert time.monotonic() - stopped_at < 6, "waited for the graceful timeout with nothing to do"
 
 
+@pytest.mark.parametrize("workers", ["0", "1"])
+def test_a_connection_accepted_before_the_stop_gets_its_first_request_answered(
+    start_server, workers
+):
+    """A client that connected just before a graceful stop (a reload, a recycled worker)
+    and sends its request a moment later is answered, not closed unanswered."""
+    server = start_server("sleep_app:app", "--workers", workers, "--graceful-timeout", "10")
+    with server.connect() as sock:
+        time.sleep(0.3)  # accepted by the server, no byte sent yet
+        server.proc.send_signal(signal.SIGTERM)
+        time.sleep(0.2)
+        sock.sendall(request_bytes("GET", "/s?ms=0&msg=late"))
+        status, _, body = read_response(sock)
+    assert status == b"HTTP/1.1 200 OK"
+    assert body == b"/s?ms=0&msg=late"
+    assert server.proc.wait(15) == 0
+
+
 def test_graceful_timeout_bounds_the_stop(start_server):
     server = start_server("sleep_app:app", "--threads", "2", "--graceful-timeout", "1")
     with server.connect() as sock:
