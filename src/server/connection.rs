@@ -20,7 +20,6 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::oneshot;
-use tokio::sync::Notify;
 
 use crate::exchange::{self, Job, ResponseStart};
 use crate::log::{self, AccessRecord};
@@ -45,8 +44,6 @@ pub struct Activity {
     /// When the request head being received began, in ms after `born` plus
     /// one; 0 while no head is in progress (`--header-timeout` runs from it).
     head_since: AtomicU64,
-    /// Tells the connection task a head began, so it arms the header timer.
-    head_started: Notify,
 }
 
 impl Activity {
@@ -58,7 +55,6 @@ impl Activity {
             last: AtomicU64::new(0),
             idle_waker: Mutex::new(None),
             head_since: AtomicU64::new(0),
-            head_started: Notify::new(),
         }
     }
 
@@ -68,7 +64,6 @@ impl Activity {
         if self.head_since.load(Ordering::Relaxed) == 0 {
             let now = self.born.elapsed().as_millis() as u64 + 1;
             self.head_since.store(now, Ordering::Relaxed);
-            self.head_started.notify_one();
         }
     }
 
@@ -106,13 +101,23 @@ impl Activity {
             .store(self.born.elapsed().as_millis() as u64, Ordering::Relaxed);
     }
 
-    /// When the connection becomes idle-expired if nothing happens meanwhile.
-    fn idle_deadline(&self, keep_alive: Duration) -> tokio::time::Instant {
-        if self.in_flight.load(Ordering::Relaxed) > 0 {
-            return tokio::time::Instant::now() + keep_alive;
-        }
-        let last = Duration::from_millis(self.last.load(Ordering::Relaxed));
-        tokio::time::Instant::from_std(self.born + last + keep_alive)
+    /// When the connection task must next look at its timers: the earliest
+    /// of the keep-alive expiry and the header timeout. No task wake-up is
+    /// needed when a head begins: a head that begins after this call has a
+    /// deadline past `now + header_timeout`, which is never before the
+    /// returned instant.
+    fn next_check(&self, keep_alive: Duration, header_timeout: Duration) -> tokio::time::Instant {
+        let now = tokio::time::Instant::now();
+        let idle = if self.in_flight.load(Ordering::Relaxed) > 0 {
+            now + keep_alive
+        } else {
+            let last = Duration::from_millis(self.last.load(Ordering::Relaxed));
+            tokio::time::Instant::from_std(self.born + last + keep_alive)
+        };
+        let head = self
+            .head_deadline(header_timeout)
+            .unwrap_or(now + header_timeout);
+        idle.min(head)
     }
 
     fn is_idle_expired(&self, keep_alive: Duration) -> bool {
@@ -199,10 +204,9 @@ pub async fn serve<S>(
     let mut closing = false;
     // Set on shutdown while no request has come yet: see `FIRST_REQUEST_GRACE`.
     let mut grace_until: Option<tokio::time::Instant> = None;
+    let timers = tokio::time::sleep_until(activity.next_check(keep_alive, header_timeout));
+    tokio::pin!(timers);
     loop {
-        let idle_at = activity.idle_deadline(keep_alive);
-        let head_at = activity.head_deadline(header_timeout);
-        let far = idle_at + Duration::from_secs(86_400);
         tokio::select! {
             result = conn.as_mut() => {
                 if let Err(e) = result {
@@ -225,18 +229,22 @@ pub async fn serve<S>(
                     closing = true;
                 }
             }
-            _ = tokio::time::sleep_until(idle_at), if !closing => {
-                if activity.is_idle_expired(keep_alive) {
-                    conn.as_mut().graceful_shutdown();
-                    closing = true;
-                }
-            }
-            _ = activity.head_started.notified() => {}
-            _ = tokio::time::sleep_until(head_at.unwrap_or(far)), if head_at.is_some() => {
-                if activity.head_deadline(header_timeout).is_some_and(|d| d <= tokio::time::Instant::now()) {
+            _ = &mut timers => {
+                let now = tokio::time::Instant::now();
+                if activity.head_deadline(header_timeout).is_some_and(|d| d <= now) {
                     tracing::debug!("{}: request head not received in time", peer_name(peer));
                     return; // slowloris: drop the connection
                 }
+                if !closing && activity.is_idle_expired(keep_alive) {
+                    conn.as_mut().graceful_shutdown();
+                    closing = true;
+                }
+                let next = if closing {
+                    activity.head_deadline(header_timeout).unwrap_or(now + header_timeout)
+                } else {
+                    activity.next_check(keep_alive, header_timeout)
+                };
+                timers.as_mut().reset(next);
             }
         }
     }

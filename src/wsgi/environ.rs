@@ -13,9 +13,9 @@
 //!   is dropped, so `X_Forwarded_For` cannot pose as `X-Forwarded-For`.
 //! - Nothing from the process environment is copied in.
 //!
-//! Speed: the constant entries live in a template dict that is copied per
-//! request; constant keys are interned once per process; `HTTP_*` keys are
-//! cached per header name.
+//! Speed: the constant entries, and a slot for each key set on every request,
+//! live in a template dict that is copied per request; constant keys are
+//! interned once per process; `HTTP_*` keys are cached per header name.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -38,6 +38,20 @@ use crate::wsgi::input::Input;
 /// Most distinct `HTTP_*` keys cached; beyond it keys are built per request,
 /// so a client sending random header names cannot grow memory.
 const MAX_CACHED_NAMES: usize = 512;
+
+/// Keys `build` sets on every request (REMOTE_PORT is removed again for a
+/// unix-socket client, which has no port).
+const ALWAYS_SET: [&str; 9] = [
+    "REQUEST_METHOD",
+    "PATH_INFO",
+    "QUERY_STRING",
+    "SERVER_PROTOCOL",
+    "REMOTE_ADDR",
+    "REMOTE_PORT",
+    "SERVER_NAME",
+    "SERVER_PORT",
+    "wsgi.input",
+];
 
 /// Builds environs for one server: the constant part is made once.
 pub struct EnvironTemplate {
@@ -67,6 +81,11 @@ impl EnvironTemplate {
         base.set_item("wsgi.input_terminated", true)?;
         base.set_item("wsgi.file_wrapper", py.get_type::<FileWrapper>())?;
         base.set_item("SCRIPT_NAME", &config.script_name)?;
+        // Every environ sets these: with a slot in the template, the copy
+        // has room for them and setting one replaces a value in place.
+        for key in ALWAYS_SET {
+            base.set_item(PyString::intern(py, key), py.None())?;
+        }
         let default_port = if config.url_scheme == "https" {
             "443"
         } else {
@@ -128,7 +147,10 @@ impl EnvironTemplate {
                 env.set_item(intern!(py, "REMOTE_ADDR"), peer.ip().to_string())?;
                 env.set_item(intern!(py, "REMOTE_PORT"), peer.port().to_string())?;
             }
-            None => env.set_item(intern!(py, "REMOTE_ADDR"), "")?,
+            None => {
+                env.set_item(intern!(py, "REMOTE_ADDR"), "")?;
+                env.del_item(intern!(py, "REMOTE_PORT"))?;
+            }
         }
         let host = req
             .headers

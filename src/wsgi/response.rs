@@ -376,8 +376,12 @@ fn reject_non_iterables(value: &Bound<'_, PyAny>) -> Result<(), Failure> {
     )))
 }
 
-/// Calls `iterable.close()` if it has one (PEP 3333: exactly once).
+/// Calls `iterable.close()` if it has one (PEP 3333: exactly once). A plain
+/// list or tuple has none: asking would build and drop an AttributeError.
 fn close(py: Python<'_>, iterable: &Bound<'_, PyAny>) -> PyResult<()> {
+    if iterable.is_exact_instance_of::<PyList>() || iterable.is_exact_instance_of::<PyTuple>() {
+        return Ok(());
+    }
     if iterable.hasattr(intern!(py, "close"))? {
         iterable.call_method0(intern!(py, "close"))?;
     }
