@@ -1,31 +1,24 @@
 //! The PyO3 boundary: `Server`, `init_logging`, `log` (see `_ferrowsgi.pyi`).
 //!
 //! Errors become Python exceptions here and nowhere else. `serve_forever`
-//! drives the tokio runtime on the calling thread with the GIL released, and
-//! every 100 ms takes the GIL back to run Python's signal handlers, so Ctrl-C
-//! and the CLI's SIGTERM handler work as in any Python server: the handler
-//! raises, the server drains gracefully, and the exception propagates.
+//! runs the server (`runner.rs`): the calling thread waits with the GIL
+//! released and every 100 ms runs Python's signal handlers, so Ctrl-C and the
+//! CLI's SIGTERM handler work as in any Python server: the handler raises,
+//! the server drains gracefully, and the exception propagates.
 
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::ThreadId;
-use std::time::{Duration, Instant};
 
 use pyo3::exceptions::{PyOSError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
-use tokio::runtime::Runtime;
-use tokio_util::task::TaskTracker;
 
 use crate::config::{seconds, BindAddr, ConfigError, ServerConfig};
 use crate::log::{self, Severity};
+use crate::runner::{self, RunArgs};
 use crate::server::listener::{LocalAddr, StdListener};
-use crate::server::{self, ServerCtx};
 use crate::shutdown::{self, ShutdownSignal, ShutdownTrigger};
-use crate::wsgi::pool::{Pool, PoolStats};
-use crate::wsgi::Gateway;
-
-/// How often the serving thread runs Python signal handlers.
-const SIGNAL_CHECK: Duration = Duration::from_millis(100);
+use crate::wsgi::pool::PoolStats;
 
 #[derive(Default)]
 struct RunState {
@@ -151,86 +144,14 @@ impl Server {
         trigger: &ShutdownTrigger,
         signal: ShutdownSignal,
     ) -> PyResult<()> {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        let gateway = Arc::new(Gateway::new(py, self.app.clone_ref(py), &self.config)?);
-        let (jobs_tx, jobs_rx) = crossbeam_channel::unbounded();
-        let pool = Pool::start(self.stats.clone(), gateway, jobs_rx)?;
-        let tracker = TaskTracker::new();
-        {
-            let _entered = rt.enter();
-            let listeners = self
-                .listeners
-                .iter()
-                .map(|(l, local)| Ok((l.to_tokio()?, Arc::new(local.clone()))))
-                .collect::<std::io::Result<Vec<_>>>()?;
-            let ctx = Arc::new(ServerCtx::new(self.config.clone(), jobs_tx));
-            server::spawn(listeners, ctx, signal.clone(), &tracker);
-        }
-        let interrupted = wait_for_stop(py, &rt, &signal).err();
-        trigger.trigger();
-        tracker.close();
-        let drained = drain(py, &rt, &tracker, self.config.graceful_timeout);
-        py.detach(|| rt.shutdown_timeout(Duration::ZERO));
-        let grace = if drained {
-            Duration::from_secs(5)
-        } else {
-            Duration::from_millis(100)
+        let args = RunArgs {
+            app: &self.app,
+            config: &self.config,
+            listeners: &self.listeners,
+            stats: &self.stats,
         };
-        let busy = pool.join(py, Instant::now() + grace);
-        if busy > 0 {
-            log::emit(
-                Severity::Warning,
-                &format!("{busy} application call(s) still running"),
-            );
-        }
-        interrupted.map_or(Ok(()), Err)
+        runner::run(py, args, trigger, signal)
     }
-}
-
-/// Drives the server until a shutdown is triggered or a Python signal
-/// handler raises (the error is returned).
-fn wait_for_stop(py: Python<'_>, rt: &Runtime, signal: &ShutdownSignal) -> PyResult<()> {
-    loop {
-        let mut stop = signal.clone();
-        let stopped = py.detach(|| {
-            rt.block_on(async {
-                tokio::time::timeout(SIGNAL_CHECK, stop.recv())
-                    .await
-                    .is_ok()
-            })
-        });
-        if stopped {
-            return Ok(());
-        }
-        py.check_signals()?;
-    }
-}
-
-/// Lets connections finish for up to `timeout`; a second signal (another
-/// Ctrl-C) cuts the wait short. Returns whether every connection finished.
-fn drain(py: Python<'_>, rt: &Runtime, tracker: &TaskTracker, timeout: Duration) -> bool {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        let step = SIGNAL_CHECK.min(deadline - Instant::now());
-        let done = py.detach(|| {
-            rt.block_on(async { tokio::time::timeout(step, tracker.wait()).await.is_ok() })
-        });
-        if done {
-            return true;
-        }
-        if let Err(e) = py.check_signals() {
-            log::emit(Severity::Warning, &format!("stopping without waiting: {e}"));
-            return false;
-        }
-    }
-    let open = tracker.len();
-    log::emit(
-        Severity::Warning,
-        &format!("graceful timeout ({timeout:?}) reached; closing {open} connection(s)"),
-    );
-    false
 }
 
 fn parse_config(dict: &Bound<'_, PyDict>) -> PyResult<ServerConfig> {

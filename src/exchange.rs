@@ -109,6 +109,21 @@ pub struct Job {
     pub reply: oneshot::Sender<ResponseStart>,
 }
 
+/// Where the I/O side hands fully-read requests (implemented by the gateway
+/// side, `wsgi::dispatch`).
+pub trait Dispatch: Send + Sync {
+    /// Takes `job` to the application. May run it before returning (inline
+    /// mode).
+    ///
+    /// # Errors
+    /// [`Stopped`] when no Python thread will take it any more.
+    fn dispatch(&self, job: Job) -> Result<(), Stopped>;
+}
+
+/// The application side has stopped taking requests.
+#[derive(Debug, Clone, Copy)]
+pub struct Stopped;
+
 /// Value of the `Server` response header, unless the application sets one.
 pub const SERVER_HEADER: &str = concat!("ferrowsgi/", env!("CARGO_PKG_VERSION"));
 

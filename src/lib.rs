@@ -4,11 +4,13 @@
 //!
 //! - [`api`]: the PyO3 boundary (`Server`, `init_logging`, `log`); the
 //!   contract is `python/ferrowsgi/_ferrowsgi.pyi`.
+//! - [`runner`]: one run of a server: the I/O thread, the Python threads,
+//!   signals and the drain.
 //! - [`config`]: `ServerConfig`, validated once.
 //! - [`server`]: listeners, the accept loop, one task per connection (hyper).
 //! - [`exchange`]: the plain-Rust messages between I/O tasks and Python threads.
 //! - [`wsgi`]: the gateway: environ, start_response, wsgi.input, responses,
-//!   the Python thread pool.
+//!   the Python thread pool, and where each request runs (inline or pooled).
 //! - [`shutdown`]: the graceful-shutdown signal and drain.
 //! - [`log`]: error log and access log.
 
@@ -19,6 +21,7 @@ pub mod config;
 pub mod exchange;
 pub mod log;
 pub mod protocols;
+pub mod runner;
 pub mod server;
 pub mod shutdown;
 pub mod wsgi;

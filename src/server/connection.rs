@@ -297,7 +297,7 @@ async fn respond(req: Request<Incoming>, conn: &ConnInfo) -> Response<ResponseBo
         peer: conn.peer,
         local: conn.local.clone(),
     };
-    if conn.ctx.jobs.send(Job { request, reply }).is_err() {
+    if conn.ctx.dispatch.dispatch(Job { request, reply }).is_err() {
         return to_response(ResponseStart::plain(StatusCode::SERVICE_UNAVAILABLE, true));
     }
     match answer.await {

@@ -1,7 +1,7 @@
 //! The server side: listeners, the accept loop, one task per connection.
 //!
-//! Nothing here touches Python. Requests leave through [`ServerCtx::jobs`]
-//! (a channel read by the Python threads of `wsgi::pool`); the shutdown
+//! Nothing here touches Python. Requests leave through [`ServerCtx::dispatch`]
+//! (implemented by `wsgi::dispatch`); the shutdown
 //! signal is passed in (`shutdown.rs`), and every task is spawned on a
 //! `TaskTracker` so the caller can wait for the drain.
 
@@ -15,12 +15,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::server::conn::http1;
-use hyper_util::rt::TokioTimer;
 use tokio::sync::Semaphore;
 use tokio_util::task::TaskTracker;
 
 use crate::config::ServerConfig;
-use crate::exchange::Job;
+use crate::exchange::Dispatch;
 use crate::server::listener::{Accepted, Listener, LocalAddr};
 use crate::shutdown::ShutdownSignal;
 
@@ -28,8 +27,8 @@ use crate::shutdown::ShutdownSignal;
 pub struct ServerCtx {
     /// The validated options.
     pub config: Arc<ServerConfig>,
-    /// Where fully-read requests go: the Python thread pool.
-    pub jobs: crossbeam_channel::Sender<Job>,
+    /// Where fully-read requests go: to the application.
+    pub dispatch: Arc<dyn Dispatch>,
     /// hyper's HTTP/1.1 settings, built once.
     pub http1: http1::Builder,
     /// One permit per open connection (`max_connections`): beyond it, new
@@ -39,12 +38,11 @@ pub struct ServerCtx {
 
 impl ServerCtx {
     /// Builds the shared context and hyper's HTTP/1.1 settings.
-    pub fn new(config: Arc<ServerConfig>, jobs: crossbeam_channel::Sender<Job>) -> Self {
+    pub fn new(config: Arc<ServerConfig>, dispatch: Arc<dyn Dispatch>) -> Self {
         let mut http1 = http1::Builder::new();
         // The header timeout is ours (connection.rs): hyper's own timer also
         // runs while a keep-alive connection waits, which would tie the two.
         http1
-            .timer(TokioTimer::new())
             .header_read_timeout(None)
             .keep_alive(!config.keep_alive.is_zero())
             .title_case_headers(true)
@@ -56,7 +54,7 @@ impl ServerCtx {
         let connections = Arc::new(Semaphore::new(config.max_connections));
         ServerCtx {
             config,
-            jobs,
+            dispatch,
             http1,
             connections,
         }
@@ -96,12 +94,16 @@ async fn accept_loop(
     tracker: TaskTracker,
 ) {
     loop {
+        // biased: once stopping, never accept again, even if connections
+        // are waiting (the I/O thread may have been busy in the application).
         let permit = tokio::select! {
+            biased;
             _ = shutdown.recv() => return,
             permit = ctx.connections.clone().acquire_owned() => permit,
         };
         let Ok(permit) = permit else { return };
         let accepted = tokio::select! {
+            biased;
             _ = shutdown.recv() => return,
             accepted = listener.accept() => accepted,
         };

@@ -6,6 +6,7 @@
 //! never escape: every failure becomes a 500 or a closed connection, and a
 //! log line (`errors.rs`).
 
+pub mod dispatch;
 pub mod environ;
 pub mod errors;
 pub mod file_wrapper;
@@ -21,7 +22,7 @@ use crate::exchange::Job;
 use crate::log::{self, Severity};
 use crate::wsgi::environ::EnvironTemplate;
 use crate::wsgi::errors::Failure;
-use crate::wsgi::response::Responder;
+use crate::wsgi::response::{Responder, Resume};
 use crate::wsgi::start_response::StartResponse;
 
 /// The application and what is needed to call it.
@@ -42,20 +43,40 @@ impl Gateway {
         })
     }
 
-    /// Runs one request through the application and answers it.
+    /// Runs one request through the application and answers it (on a
+    /// Python thread: may block while the client is slow).
     pub fn handle(&self, py: Python<'_>, job: Job) {
+        if let Some(resume) = self.call(py, job, false) {
+            resume.run(py); // not reached: only inline calls suspend
+        }
+    }
+
+    /// As `handle`, on the I/O thread, which must not block: returns what is
+    /// left to do on a Python thread when the response outgrew the stream
+    /// buffer.
+    pub fn handle_inline(&self, py: Python<'_>, job: Job) -> Option<Resume> {
+        self.call(py, job, true)
+    }
+
+    fn call(&self, py: Python<'_>, job: Job, inline: bool) -> Option<Resume> {
         let Job { request, reply } = job;
-        let responder = Responder::new(reply, request.method.clone(), request.uri.clone());
+        let responder = Responder::new(reply, request.method.clone(), request.uri.clone(), inline);
         let sr = match Bound::new(py, StartResponse::new(responder)) {
             Ok(sr) => sr,
-            Err(e) => return log::emit(Severity::Error, &format!("cannot answer a request: {e}")),
+            Err(e) => {
+                log::emit(Severity::Error, &format!("cannot answer a request: {e}"));
+                return None;
+            }
         };
         match self.environ.build(py, request) {
             Ok(environ) => {
                 let result = self.app.bind(py).call1((environ, &sr));
-                response::run(py, &sr, result);
+                response::run(py, &sr, result)
             }
-            Err(e) => sr.get().responder().fail(py, Failure::Exception(e)),
+            Err(e) => {
+                sr.get().responder().fail(py, Failure::Exception(e));
+                None
+            }
         }
     }
 }

@@ -5,8 +5,11 @@
 //! GIL to run a request. When jobs are already queued it takes the next one
 //! without releasing the GIL in between, which saves two GIL hand-overs per
 //! request under load.
+//!
+//! The queue carries [`Work`]: requests, and the rest of responses that began
+//! inline on the I/O thread (`wsgi::dispatch`).
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -15,25 +18,37 @@ use crossbeam_channel::Receiver;
 use pyo3::prelude::*;
 
 use crate::exchange::Job;
+use crate::wsgi::response::Resume;
 use crate::wsgi::Gateway;
+
+/// One item of the pool's queue.
+// Requests are the common case: boxing them would cost an allocation each.
+#[allow(clippy::large_enum_variant)]
+pub enum Work {
+    /// A request to run through the application.
+    Request(Job),
+    /// The rest of a response that began inline.
+    Resume(Resume),
+}
 
 /// What the pool has done, read by a supervisor (worker timeout, recycling).
 #[derive(Debug)]
 pub struct PoolStats {
     epoch: Instant,
-    /// Per thread: when its running application call started, in ms after
-    /// `epoch` plus one; 0 while the thread waits for work.
+    /// Per thread, and one more slot for inline calls on the I/O thread:
+    /// when its running application call started, in ms after `epoch` plus
+    /// one; 0 while the thread waits for work.
     busy_since: Vec<AtomicU64>,
     /// Requests handed to the application so far.
     requests: AtomicU64,
 }
 
 impl PoolStats {
-    /// Statistics for a pool of `threads` threads.
+    /// Statistics for a pool of `threads` threads, plus inline calls.
     pub fn new(threads: usize) -> Self {
         PoolStats {
             epoch: Instant::now(),
-            busy_since: (0..threads).map(|_| AtomicU64::new(0)).collect(),
+            busy_since: (0..=threads).map(|_| AtomicU64::new(0)).collect(),
             requests: AtomicU64::new(0),
         }
     }
@@ -58,14 +73,28 @@ impl PoolStats {
         })
     }
 
-    fn begin(&self, thread: usize) {
-        self.requests.fetch_add(1, Ordering::Relaxed);
-        let now = self.epoch.elapsed().as_millis() as u64 + 1;
-        self.busy_since[thread].store(now, Ordering::Relaxed);
+    /// The slot of inline calls (after the pool threads').
+    pub fn inline_slot(&self) -> usize {
+        self.busy_since.len() - 1
     }
 
-    fn end(&self, thread: usize) {
-        self.busy_since[thread].store(0, Ordering::Relaxed);
+    /// Notes that a request's application call began in `slot` (a thread,
+    /// or the inline slot).
+    pub fn begin(&self, slot: usize) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        self.busy(slot);
+    }
+
+    /// Notes that application code (a request's, or the rest of a streamed
+    /// response's) runs in `slot` from now on.
+    pub fn busy(&self, slot: usize) {
+        let now = self.epoch.elapsed().as_millis() as u64 + 1;
+        self.busy_since[slot].store(now, Ordering::Relaxed);
+    }
+
+    /// Notes that the application code in `slot` ended.
+    pub fn end(&self, slot: usize) {
+        self.busy_since[slot].store(0, Ordering::Relaxed);
     }
 }
 
@@ -75,22 +104,30 @@ pub struct Pool {
 }
 
 impl Pool {
-    /// Starts one thread per slot of `stats`, taking jobs from `jobs`; they
-    /// exit when every sender of `jobs` is dropped.
+    /// Starts one thread per thread slot of `stats`, taking work from
+    /// `queue` and decrementing `pending` after each item; they exit when
+    /// every sender of `queue` is dropped.
     ///
     /// # Errors
     /// The OS error when a thread cannot be spawned.
     pub fn start(
         stats: Arc<PoolStats>,
         gateway: Arc<Gateway>,
-        jobs: Receiver<Job>,
+        queue: Receiver<Work>,
+        pending: Arc<AtomicUsize>,
     ) -> std::io::Result<Self> {
-        let threads = (0..stats.busy_since.len())
+        let threads = (0..stats.inline_slot())
             .map(|i| {
-                let (gateway, jobs, stats) = (gateway.clone(), jobs.clone(), stats.clone());
+                let worker = Worker {
+                    gateway: gateway.clone(),
+                    queue: queue.clone(),
+                    stats: stats.clone(),
+                    pending: pending.clone(),
+                    slot: i,
+                };
                 std::thread::Builder::new()
                     .name(format!("ferrowsgi-py-{i}"))
-                    .spawn(move || Python::attach(|py| work(py, &gateway, &jobs, &stats, i)))
+                    .spawn(move || Python::attach(|py| worker.run(py)))
             })
             .collect::<std::io::Result<Vec<_>>>()?;
         Ok(Pool { threads })
@@ -118,17 +155,38 @@ impl Pool {
     }
 }
 
-fn work(py: Python<'_>, gateway: &Gateway, jobs: &Receiver<Job>, stats: &PoolStats, i: usize) {
-    loop {
-        let job = match jobs.try_recv() {
-            Ok(job) => job,
-            Err(_) => match py.detach(|| jobs.recv()) {
-                Ok(job) => job,
-                Err(_) => return,
-            },
-        };
-        stats.begin(i);
-        gateway.handle(py, job);
-        stats.end(i);
+/// What one pool thread needs.
+struct Worker {
+    gateway: Arc<Gateway>,
+    queue: Receiver<Work>,
+    stats: Arc<PoolStats>,
+    pending: Arc<AtomicUsize>,
+    slot: usize,
+}
+
+impl Worker {
+    fn run(&self, py: Python<'_>) {
+        loop {
+            let work = match self.queue.try_recv() {
+                Ok(work) => work,
+                Err(_) => match py.detach(|| self.queue.recv()) {
+                    Ok(work) => work,
+                    Err(_) => return,
+                },
+            };
+            match work {
+                Work::Request(job) => {
+                    self.stats.begin(self.slot);
+                    self.gateway.handle(py, job);
+                    self.stats.end(self.slot);
+                }
+                Work::Resume(resume) => {
+                    self.stats.busy(self.slot);
+                    resume.run(py);
+                    self.stats.end(self.slot);
+                }
+            }
+            self.pending.fetch_sub(1, Ordering::AcqRel);
+        }
     }
 }

@@ -16,13 +16,21 @@
 //!   knows `close()` has run.
 //! - A `str`, `bytes`, `None` or a non-bytes chunk is a 500 with a log line
 //!   saying what PEP 3333 requires.
+//!
+//! Inline mode (`--threads 1`, see `wsgi::dispatch`): the application runs on
+//! the I/O thread, which must never block. A chunk that finds the stream
+//! buffer full is kept in the responder's backlog instead, and the rest of
+//! the iteration moves to a Python thread as a [`Resume`], which sends the
+//! backlog first and then carries on with normal backpressure.
+
+use std::collections::VecDeque;
 
 use bytes::{Bytes, BytesMut};
 use hyper::header::{HeaderValue, CONTENT_LENGTH};
 use hyper::{HeaderMap, Method, StatusCode, Uri};
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
+use pyo3::types::{PyBytes, PyIterator, PyList, PyString, PyTuple};
 use tokio::sync::mpsc::{self, error::TrySendError};
 use tokio::sync::oneshot;
 
@@ -63,13 +71,26 @@ pub struct Responder {
     /// HEAD only: the iterator had body bytes that were not run through, so
     /// the length is unknown (as for the GET answer, which is chunked).
     head_body_skipped: bool,
+    /// Running on the I/O thread: never block (see the module notes).
+    inline: bool,
+    /// Inline only: chunks that found the stream buffer full, in order.
+    backlog: VecDeque<Chunk>,
+    /// The response is complete, but the stream stays open until the
+    /// backlog has been sent.
+    ended: bool,
     method: Method,
     uri: Uri,
 }
 
 impl Responder {
-    /// A responder answering on `reply` for a `method` request to `uri`.
-    pub fn new(reply: oneshot::Sender<ResponseStart>, method: Method, uri: Uri) -> Self {
+    /// A responder answering on `reply` for a `method` request to `uri`;
+    /// `inline`: it runs on the I/O thread and must never block.
+    pub fn new(
+        reply: oneshot::Sender<ResponseStart>,
+        method: Method,
+        uri: Uri,
+        inline: bool,
+    ) -> Self {
         Responder {
             reply: Some(reply),
             head: None,
@@ -77,8 +98,41 @@ impl Responder {
             budget: None,
             declared: None,
             head_body_skipped: false,
+            inline,
+            backlog: VecDeque::new(),
+            ended: false,
             method,
             uri,
+        }
+    }
+
+    /// Whether chunks wait in the backlog (inline mode only).
+    fn is_backlogged(&self) -> bool {
+        !self.backlog.is_empty()
+    }
+
+    /// Leaves inline mode on a Python thread: sends the backlog, waiting for
+    /// the client as needed, then closes the stream if the response ended.
+    ///
+    /// # Errors
+    /// `Failure::ClientGone` when the connection is gone.
+    fn leave_inline(&mut self, py: Python<'_>) -> Result<(), Failure> {
+        self.inline = false;
+        while let Some(chunk) = self.backlog.pop_front() {
+            self.send_chunk(py, chunk)?;
+        }
+        if self.ended {
+            self.stream = None;
+        }
+        Ok(())
+    }
+
+    /// Closes the stream, or marks it to close once the backlog is sent.
+    fn end_stream(&mut self) {
+        if self.is_backlogged() {
+            self.ended = true;
+        } else {
+            self.stream = None;
         }
     }
 
@@ -175,8 +229,17 @@ impl Responder {
         let Some(tx) = self.stream.as_ref() else {
             return Err(Failure::ClientGone);
         };
+        if self.inline && self.is_backlogged() {
+            self.backlog.push_back(chunk); // keep the order
+            return Ok(());
+        }
         match tx.try_send(chunk) {
             Ok(()) => Ok(()),
+            // Inline: the I/O thread must not wait for the client.
+            Err(TrySendError::Full(chunk)) if self.inline => {
+                self.backlog.push_back(chunk);
+                Ok(())
+            }
             // The client is slower than the application: wait without the GIL.
             Err(TrySendError::Full(chunk)) => py
                 .detach(|| tx.blocking_send(chunk))
@@ -242,7 +305,7 @@ impl Responder {
             self.log_short(missing, self.declared.unwrap_or(missing));
             self.send_chunk(py, Chunk::Abort)?;
         }
-        self.stream = None;
+        self.end_stream();
         Ok(())
     }
 
@@ -268,24 +331,99 @@ impl Responder {
             ));
         } else if self.stream.is_some() {
             let _ = self.send_chunk(py, Chunk::Abort);
-            self.stream = None;
+            self.end_stream();
         }
     }
 }
 
+/// What iterating the application's result came to.
+enum Delivered<'py> {
+    /// A list or tuple, joined: to send whole after `close()`.
+    Whole(Bytes),
+    /// Everything was streamed (or, for HEAD, nothing had to be).
+    Streamed,
+    /// Inline only: the stream buffer is full; the rest of the iteration
+    /// must go on on a Python thread.
+    Suspended(Bound<'py, PyIterator>),
+}
+
+/// The rest of a response that began inline, for a Python thread to finish
+/// (see the module notes): the backlog, the rest of the iterator, `close()`.
+pub struct Resume {
+    start_response: Py<StartResponse>,
+    iterable: Py<PyAny>,
+    /// `None` when the iteration and `close()` are done and only the backlog
+    /// is left to send.
+    iterator: Option<Py<PyIterator>>,
+}
+
+impl Resume {
+    /// Finishes the response; blocks (GIL released) while the client is slow.
+    pub fn run(self, py: Python<'_>) {
+        let sr = self.start_response.bind(py);
+        let start_response = sr.get();
+        let flushed = start_response.responder().leave_inline(py);
+        let Some(iterator) = self.iterator else {
+            if let Err(failure) = flushed {
+                failure.log(py, &start_response.responder().label());
+            }
+            return;
+        };
+        let delivered =
+            flushed.and_then(|()| stream_rest(py, start_response, iterator.into_bound(py)));
+        complete(py, start_response, self.iterable.bind(py), delivered);
+    }
+}
+
 /// Sends the response for the application's result, then calls `close()`.
-pub fn run(py: Python<'_>, sr: &Bound<'_, StartResponse>, result: PyResult<Bound<'_, PyAny>>) {
+/// Returns what is left to do on a Python thread when running inline.
+pub fn run(
+    py: Python<'_>,
+    sr: &Bound<'_, StartResponse>,
+    result: PyResult<Bound<'_, PyAny>>,
+) -> Option<Resume> {
     let start_response = sr.get();
     let iterable = match result {
         Ok(iterable) => iterable,
-        Err(e) => return start_response.responder().fail(py, Failure::Exception(e)),
+        Err(e) => {
+            start_response.responder().fail(py, Failure::Exception(e));
+            return backlog_left(sr, &py.None().into_bound(py));
+        }
     };
-    let delivered = deliver(py, start_response, &iterable);
-    let closed = close(py, &iterable);
+    match deliver(py, start_response, &iterable) {
+        Ok(Delivered::Suspended(iterator)) => {
+            return Some(Resume {
+                start_response: sr.clone().unbind(),
+                iterable: iterable.unbind(),
+                iterator: Some(iterator.unbind()),
+            })
+        }
+        delivered => complete(py, start_response, &iterable, delivered),
+    }
+    backlog_left(sr, &iterable)
+}
+
+/// A `Resume` that only sends the backlog, if chunks are left in it.
+fn backlog_left(sr: &Bound<'_, StartResponse>, iterable: &Bound<'_, PyAny>) -> Option<Resume> {
+    sr.get().responder().is_backlogged().then(|| Resume {
+        start_response: sr.clone().unbind(),
+        iterable: iterable.clone().unbind(),
+        iterator: None,
+    })
+}
+
+/// Calls `close()`, then ends the response as `delivered` says.
+fn complete(
+    py: Python<'_>,
+    start_response: &StartResponse,
+    iterable: &Bound<'_, PyAny>,
+    delivered: Result<Delivered<'_>, Failure>,
+) {
+    let closed = close(py, iterable);
     let mut responder = start_response.responder();
     let outcome = match (delivered, closed) {
-        (Ok(Some(body)), Ok(())) => responder.send_full(py, body),
-        (Ok(None), Ok(())) => responder.finish(py),
+        (Ok(Delivered::Whole(body)), Ok(())) => responder.send_full(py, body),
+        (Ok(_), Ok(())) => responder.finish(py),
         (Ok(_), Err(e)) => Err(Failure::Exception(e)),
         (Err(failure), Ok(())) => Err(failure),
         (Err(failure), Err(e)) => {
@@ -300,16 +438,16 @@ pub fn run(py: Python<'_>, sr: &Bound<'_, StartResponse>, result: PyResult<Bound
 
 /// Sends what the iterable yields; a list or tuple is returned whole instead,
 /// to be sent after `close()`.
-fn deliver(
-    py: Python<'_>,
+fn deliver<'py>(
+    py: Python<'py>,
     start_response: &StartResponse,
-    iterable: &Bound<'_, PyAny>,
-) -> Result<Option<Bytes>, Failure> {
+    iterable: &Bound<'py, PyAny>,
+) -> Result<Delivered<'py>, Failure> {
     if let Ok(list) = iterable.cast::<PyList>() {
-        return collect(list.iter()).map(Some);
+        return collect(list.iter()).map(Delivered::Whole);
     }
     if let Ok(tuple) = iterable.cast::<PyTuple>() {
-        return collect(tuple.iter()).map(Some);
+        return collect(tuple.iter()).map(Delivered::Whole);
     }
     reject_non_iterables(iterable)?;
     let iterator = iterable.try_iter().map_err(|_| {
@@ -319,7 +457,20 @@ fn deliver(
             describe(iterable)
         ))
     })?;
-    for item in iterator {
+    stream_rest(py, start_response, iterator)
+}
+
+/// Sends the chunks `iterator` yields, until it ends or (inline) the stream
+/// buffer is full.
+fn stream_rest<'py>(
+    py: Python<'py>,
+    start_response: &StartResponse,
+    mut iterator: Bound<'py, PyIterator>,
+) -> Result<Delivered<'py>, Failure> {
+    if start_response.responder().is_backlogged() {
+        return Ok(Delivered::Suspended(iterator)); // write() filled the buffer
+    }
+    while let Some(item) = iterator.next() {
         let item = item.map_err(Failure::Exception)?;
         let chunk = item.cast::<PyBytes>().map_err(|_| bad_chunk(&item))?;
         if chunk.as_bytes().is_empty() {
@@ -328,11 +479,15 @@ fn deliver(
         let mut responder = start_response.responder();
         if responder.is_head_request() {
             responder.head_body_skipped = true;
-            return responder.require_head().map(|()| None);
+            return responder.require_head().map(|()| Delivered::Streamed);
         }
         responder.write(py, chunk.as_bytes())?;
+        if responder.is_backlogged() {
+            drop(responder);
+            return Ok(Delivered::Suspended(iterator));
+        }
     }
-    Ok(None)
+    Ok(Delivered::Streamed)
 }
 
 /// Joins the bytes of a list or tuple body (a single item is not copied twice).

@@ -1,0 +1,81 @@
+//! Where a request runs: inline on the I/O thread, or on a Python thread.
+//!
+//! With `--threads 1` there is one application call at a time anyway, so the
+//! I/O thread runs it itself (taking the GIL) instead of handing it to the
+//! Python thread and waking up again for the answer: two thread switches and
+//! a wake-up less per request. The Python thread still exists, for what must
+//! not run on the I/O thread: the rest of a streamed response that outgrew
+//! its buffer (`response::Resume`), and requests that arrive meanwhile, which
+//! queue behind it so calls never overlap. With more threads every request
+//! goes to the pool: a blocked I/O thread would stall the other calls.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use crossbeam_channel::Sender;
+use pyo3::prelude::*;
+
+use crate::exchange::{Dispatch, Job, Stopped};
+use crate::wsgi::pool::{PoolStats, Work};
+use crate::wsgi::Gateway;
+
+/// Sends requests to the application, inline or through the pool's queue.
+pub struct Dispatcher {
+    queue: Sender<Work>,
+    /// The gateway to call inline; `None` when every call goes to the pool.
+    inline: Option<Arc<Gateway>>,
+    stats: Arc<PoolStats>,
+    /// Work queued or running in the pool (inline calls wait for zero).
+    pending: Arc<AtomicUsize>,
+}
+
+impl Dispatcher {
+    /// A dispatcher feeding `queue`; `inline`: the gateway to call on the
+    /// I/O thread while the pool is idle. `pending` is shared with the pool,
+    /// which decrements it as it finishes work.
+    pub fn new(
+        queue: Sender<Work>,
+        inline: Option<Arc<Gateway>>,
+        stats: Arc<PoolStats>,
+        pending: Arc<AtomicUsize>,
+    ) -> Self {
+        Dispatcher {
+            queue,
+            inline,
+            stats,
+            pending,
+        }
+    }
+
+    fn enqueue(&self, work: Work) -> Result<(), Stopped> {
+        self.pending.fetch_add(1, Ordering::AcqRel);
+        self.queue.send(work).map_err(|_| {
+            self.pending.fetch_sub(1, Ordering::AcqRel);
+            Stopped
+        })
+    }
+}
+
+impl Dispatch for Dispatcher {
+    fn dispatch(&self, job: Job) -> Result<(), Stopped> {
+        let idle = self.pending.load(Ordering::Acquire) == 0;
+        match &self.inline {
+            Some(gateway) if idle => {
+                let slot = self.stats.inline_slot();
+                let resume = Python::attach(|py| {
+                    self.stats.begin(slot);
+                    let resume = gateway.handle_inline(py, job);
+                    self.stats.end(slot);
+                    resume
+                });
+                if let Some(resume) = resume {
+                    // The pool outlives every connection: this cannot fail
+                    // but at exit, when the connection is dropped anyway.
+                    let _ = self.enqueue(Work::Resume(resume));
+                }
+                Ok(())
+            }
+            _ => self.enqueue(Work::Request(job)),
+        }
+    }
+}
