@@ -47,10 +47,13 @@ impl ServerCtx {
             .keep_alive(!config.keep_alive.is_zero())
             .title_case_headers(true)
             .half_close(false)
-            // The guard enforces the header limits; hyper must not refuse
-            // what the guard let through.
-            .max_headers(config.limits.max_fields.max(100))
             .max_buf_size(guard_head_size(&config).max(1 << 20));
+        // The guard enforces the header limits; hyper must not refuse what
+        // the guard let through. hyper's default is 100 fields, and setting
+        // any limit makes it initialise its header arrays per request.
+        if config.limits.max_fields > HYPER_DEFAULT_MAX_HEADERS {
+            http1.max_headers(config.limits.max_fields);
+        }
         let connections = Arc::new(Semaphore::new(config.max_connections));
         ServerCtx {
             config,
@@ -60,6 +63,9 @@ impl ServerCtx {
         }
     }
 }
+
+/// hyper's own limit on request header fields when none is set.
+const HYPER_DEFAULT_MAX_HEADERS: usize = 100;
 
 /// The largest request head the guard accepts, bytes.
 fn guard_head_size(config: &ServerConfig) -> usize {

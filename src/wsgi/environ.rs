@@ -19,6 +19,7 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Mutex;
 
 use hyper::header::{HeaderName, CONTENT_LENGTH, CONTENT_TYPE, HOST};
@@ -63,7 +64,14 @@ pub struct EnvironTemplate {
     script_name: String,
     /// SERVER_PORT when the Host header has none (80 or 443).
     default_port: &'static str,
+    /// The last client address and its REMOTE_ADDR.
+    last_peer: Mutex<Option<(IpAddr, Py<PyString>)>>,
+    /// The last Host header value and its SERVER_NAME, SERVER_PORT.
+    last_host: Mutex<Option<HostEntry>>,
 }
+
+/// A Host header value and the SERVER_NAME, SERVER_PORT made from it.
+type HostEntry = (Vec<u8>, Py<PyString>, Py<PyString>);
 
 impl EnvironTemplate {
     /// Makes the template for `config`.
@@ -96,6 +104,8 @@ impl EnvironTemplate {
             names: Mutex::new(HashMap::new()),
             script_name: config.script_name.clone(),
             default_port,
+            last_peer: Mutex::new(None),
+            last_host: Mutex::new(None),
         })
     }
 
@@ -144,8 +154,8 @@ impl EnvironTemplate {
     ) -> PyResult<()> {
         match req.peer {
             Some(peer) => {
-                env.set_item(intern!(py, "REMOTE_ADDR"), peer.ip().to_string())?;
-                env.set_item(intern!(py, "REMOTE_PORT"), peer.port().to_string())?;
+                env.set_item(intern!(py, "REMOTE_ADDR"), self.remote_addr(py, peer.ip()))?;
+                env.set_item(intern!(py, "REMOTE_PORT"), port_text(py, peer.port()))?;
             }
             None => {
                 env.set_item(intern!(py, "REMOTE_ADDR"), "")?;
@@ -158,14 +168,49 @@ impl EnvironTemplate {
             .map(|h| h.as_bytes())
             .filter(|h| !h.is_empty());
         let (name, port) = match host {
-            Some(host) => split_host(host, self.default_port),
+            Some(host) => self.server_name(py, host),
             None => match &*req.local {
-                LocalAddr::Tcp(addr) => (addr.ip().to_string(), addr.port().to_string()),
-                LocalAddr::Unix(_) => ("localhost".to_owned(), String::new()),
+                LocalAddr::Tcp(addr) => (
+                    PyString::new(py, &addr.ip().to_string()),
+                    port_text(py, addr.port()),
+                ),
+                LocalAddr::Unix(_) => (intern!(py, "localhost").clone(), PyString::new(py, "")),
             },
         };
         env.set_item(intern!(py, "SERVER_NAME"), name)?;
         env.set_item(intern!(py, "SERVER_PORT"), port)
+    }
+
+    /// REMOTE_ADDR for `ip`; the last one is cached (clients come back).
+    fn remote_addr<'py>(&self, py: Python<'py>, ip: IpAddr) -> Bound<'py, PyString> {
+        let mut last = self.last_peer.lock().unwrap_or_else(|e| e.into_inner());
+        match &*last {
+            Some((cached, text)) if *cached == ip => text.bind(py).clone(),
+            _ => {
+                let text = PyString::new(py, &ip.to_string());
+                *last = Some((ip, text.clone().unbind()));
+                text
+            }
+        }
+    }
+
+    /// SERVER_NAME and SERVER_PORT for a Host header value; the last one is
+    /// cached (nearly every request names the same host).
+    fn server_name<'py>(
+        &self,
+        py: Python<'py>,
+        host: &[u8],
+    ) -> (Bound<'py, PyString>, Bound<'py, PyString>) {
+        let mut last = self.last_host.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((cached, name, port)) = &*last {
+            if cached.as_slice() == host {
+                return (name.bind(py).clone(), port.bind(py).clone());
+            }
+        }
+        let (name, port) = split_host(host, self.default_port);
+        let (name, port) = (PyString::new(py, &name), PyString::new(py, &port));
+        *last = Some((host.to_vec(), name.clone().unbind(), port.clone().unbind()));
+        (name, port)
     }
 
     fn set_headers(&self, py: Python<'_>, env: &Bound<'_, PyDict>, req: &Request) -> PyResult<()> {
@@ -228,6 +273,22 @@ fn split_host(host: &[u8], default_port: &str) -> (String, String) {
         _ => (&host[..], default_port),
     };
     (name.to_owned(), port.to_owned())
+}
+
+/// A port number as a `str`, without going through `fmt`.
+fn port_text(py: Python<'_>, port: u16) -> Bound<'_, PyString> {
+    let mut digits = [0u8; 5];
+    let mut at = digits.len();
+    let mut n = port;
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    latin1(py, &digits[at..])
 }
 
 /// A latin-1 decoded native string (PEP 3333, "Unicode Issues").
