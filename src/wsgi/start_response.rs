@@ -210,10 +210,15 @@ fn parse_header(
             "hop-by-hop header {name:?} is not allowed from a WSGI application (PEP 3333)"
         )));
     }
-    let latin1: Option<Vec<u8>> = value
-        .chars()
-        .map(|c| u8::try_from(u32::from(c)).ok())
-        .collect();
+    let latin1: Option<std::borrow::Cow<'_, [u8]>> = if value.is_ascii() {
+        Some(value.as_bytes().into()) // the common case: no per-char work
+    } else {
+        value
+            .chars()
+            .map(|c| u8::try_from(u32::from(c)).ok())
+            .collect::<Option<Vec<u8>>>()
+            .map(Into::into)
+    };
     let header_value = latin1
         .and_then(|bytes| HeaderValue::from_bytes(&bytes).ok())
         .ok_or_else(|| {
