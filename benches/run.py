@@ -298,6 +298,9 @@ def results_md(report: Report, settings: Settings, bounds: list[str], load: str)
         "",
         *body(report),
         "",
+        "Where the time goes, step by step, and what would close each gap that remains: "
+        "[PROFILE.md](PROFILE.md) (hand-written, from callgrind, perf and strace).",
+        "",
     ]
     return "\n".join(lines)
 
