@@ -11,6 +11,7 @@ use std::fs::File;
 use std::io::{self, Seek, SeekFrom, Write};
 
 use bytes::{Bytes, BytesMut};
+use http_body::Body;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::header::CONTENT_LENGTH;
@@ -56,7 +57,14 @@ pub fn declared_too_large(headers: &HeaderMap, limits: BodyLimits) -> bool {
 /// # Errors
 /// [`BodyError`]: too large, a client error, or a failed spill.
 pub async fn read(mut body: Incoming, limits: BodyLimits) -> Result<RequestBody, BodyError> {
-    let mut memory = BytesMut::new();
+    // A Content-Length body that stays in memory gets its buffer at once:
+    // growing it by doubling would copy it again and again.
+    let declared = body.size_hint().exact().unwrap_or(0);
+    let mut memory = BytesMut::with_capacity(if declared <= limits.memory as u64 {
+        declared as usize
+    } else {
+        0
+    });
     let mut spill: Option<(File, u64)> = None;
     loop {
         let next = tokio::time::timeout(limits.timeout, body.frame()).await;

@@ -53,6 +53,28 @@ impl Input {
     }
 }
 
+impl Input {
+    /// `read(size)` of a body held in memory: one copy, straight into the
+    /// new `bytes`. `None` for a body in a temporary file.
+    fn read_memory<'py>(
+        &self,
+        py: Python<'py>,
+        size: Option<isize>,
+    ) -> Option<Bound<'py, PyBytes>> {
+        let mut source = self.source.lock().unwrap_or_else(|e| e.into_inner());
+        let Source::Memory(cursor) = &mut *source else {
+            return None;
+        };
+        let body = cursor.get_ref();
+        let start = (cursor.position() as usize).min(body.len());
+        let rest = &body[start..];
+        let n = limit(size).map_or(rest.len(), |n| n.min(rest.len()));
+        let data = PyBytes::new(py, &rest[..n]);
+        cursor.set_position((start + n) as u64);
+        Some(data)
+    }
+}
+
 /// A Python size argument: `None` or negative means "no limit".
 fn limit(size: Option<isize>) -> Option<usize> {
     size.and_then(|n| usize::try_from(n).ok())
@@ -78,6 +100,9 @@ impl Input {
     /// `None` or negative). Returns `b""` at the end of the body.
     #[pyo3(signature = (size=None))]
     fn read<'py>(&self, py: Python<'py>, size: Option<isize>) -> PyResult<Bound<'py, PyBytes>> {
+        if let Some(data) = self.read_memory(py, size) {
+            return Ok(data);
+        }
         let data = self.with_reader(|reader| {
             let mut data = Vec::new();
             match limit(size) {

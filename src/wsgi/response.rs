@@ -43,6 +43,45 @@ use crate::wsgi::start_response::StartResponse;
 /// application's chunk size this bounds memory per streamed response.
 const STREAM_CHUNKS: usize = 16;
 
+/// Body chunks of at least this many bytes are sent straight from the
+/// application's `bytes` object; smaller ones are copied, which costs less
+/// than releasing the object later from the I/O thread.
+const SHARE_AT: usize = 16 * 1024;
+
+/// Body bytes that stay in the application's `bytes` object (no copy).
+struct SharedBytes {
+    /// Keeps the object, hence its buffer, alive (released without the GIL
+    /// through PyO3's deferred reference counting).
+    _object: Py<PyBytes>,
+    data: *const u8,
+    len: usize,
+}
+
+// SAFETY: `data` points into the buffer of `_object`, which this struct keeps
+// alive; a `bytes` object's buffer never moves or changes.
+unsafe impl Send for SharedBytes {}
+
+impl AsRef<[u8]> for SharedBytes {
+    fn as_ref(&self) -> &[u8] {
+        // SAFETY: see `Send` above; `len` is the buffer's length.
+        unsafe { std::slice::from_raw_parts(self.data, self.len) }
+    }
+}
+
+/// `chunk` as `Bytes`: shared when large, copied when small.
+fn body_bytes(chunk: &Bound<'_, PyBytes>) -> Bytes {
+    let data = chunk.as_bytes();
+    if data.len() < SHARE_AT {
+        return Bytes::copy_from_slice(data);
+    }
+    let shared = SharedBytes {
+        _object: chunk.clone().unbind(),
+        data: data.as_ptr(),
+        len: data.len(),
+    };
+    Bytes::from_owner(shared)
+}
+
 /// A validated response head from `start_response`.
 #[derive(Debug)]
 pub struct Head {
@@ -171,12 +210,21 @@ impl Responder {
         }
     }
 
-    /// Sends `data` as the next body chunk, the head first if not yet sent.
+    /// Sends `chunk` as the next body chunk, the head first if not yet sent.
     ///
     /// # Errors
     /// `Failure::Protocol` before `start_response`; `Failure::ClientGone`
     /// when the connection is gone.
-    pub fn write(&mut self, py: Python<'_>, data: &[u8]) -> Result<(), Failure> {
+    pub fn write(&mut self, py: Python<'_>, chunk: &Bound<'_, PyBytes>) -> Result<(), Failure> {
+        self.require_head()?;
+        if chunk.as_bytes().is_empty() || self.is_head_request() {
+            return Ok(());
+        }
+        self.write_data(py, body_bytes(chunk))
+    }
+
+    /// As `write`, for bytes already taken from the application.
+    fn write_data(&mut self, py: Python<'_>, data: Bytes) -> Result<(), Failure> {
         self.require_head()?;
         if data.is_empty() || self.is_head_request() {
             return Ok(());
@@ -204,7 +252,7 @@ impl Responder {
             return Ok(());
         }
         self.budget = self.budget.map(|b| b - allowed as u64);
-        self.send_chunk(py, Chunk::Data(Bytes::copy_from_slice(&data[..allowed])))
+        self.send_chunk(py, Chunk::Data(data.slice(..allowed)))
     }
 
     fn send_start(&mut self, head: Head, body: BodySource) -> Result<(), Failure> {
@@ -260,7 +308,7 @@ impl Responder {
     /// a HEAD answer whose iterator was not run to its end).
     fn send_whole(&mut self, py: Python<'_>, body: Bytes, known: bool) -> Result<(), Failure> {
         if self.headers_sent() {
-            return self.write(py, &body); // write() was used: keep streaming
+            return self.write_data(py, body); // write() was used: keep streaming
         }
         self.require_head()?;
         let Some(mut head) = self.head.take() else {
@@ -481,7 +529,7 @@ fn stream_rest<'py>(
             responder.head_body_skipped = true;
             return responder.require_head().map(|()| Delivered::Streamed);
         }
-        responder.write(py, chunk.as_bytes())?;
+        responder.write(py, chunk)?;
         if responder.is_backlogged() {
             drop(responder);
             return Ok(Delivered::Suspended(iterator));
@@ -490,12 +538,21 @@ fn stream_rest<'py>(
     Ok(Delivered::Streamed)
 }
 
-/// Joins the bytes of a list or tuple body (a single item is not copied twice).
-fn collect<'py>(items: impl Iterator<Item = Bound<'py, PyAny>>) -> Result<Bytes, Failure> {
+/// Joins the bytes of a list or tuple body; a single item is taken as it is
+/// (shared, not copied, when large).
+fn collect<'py>(
+    mut items: impl ExactSizeIterator<Item = Bound<'py, PyAny>>,
+) -> Result<Bytes, Failure> {
+    let as_bytes = |item: &Bound<'py, PyAny>| -> Result<Bound<'py, PyBytes>, Failure> {
+        item.cast::<PyBytes>().cloned().map_err(|_| bad_chunk(item))
+    };
+    if items.len() == 1 {
+        let item = items.next().expect("one item");
+        return as_bytes(&item).map(|chunk| body_bytes(&chunk));
+    }
     let mut body = BytesMut::new();
     for item in items {
-        let chunk = item.cast::<PyBytes>().map_err(|_| bad_chunk(&item))?;
-        body.extend_from_slice(chunk.as_bytes());
+        body.extend_from_slice(as_bytes(&item)?.as_bytes());
     }
     Ok(body.freeze())
 }

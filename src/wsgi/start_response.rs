@@ -117,7 +117,7 @@ impl Write {
             ))
         })?;
         let mut responder = self.start_response.get().responder();
-        match responder.write(py, data.as_bytes()) {
+        match responder.write(py, data) {
             Ok(()) => Ok(()),
             Err(Failure::Exception(e)) => Err(e),
             Err(Failure::Protocol(m)) => Err(PyAssertionError::new_err(m)),
