@@ -36,6 +36,13 @@ def slow_read(sock: socket.socket, timeout: float = 20.0) -> tuple[bytes, bytes]
     return status, body
 
 
+def slow_get(server, path: str) -> tuple[bytes, bytes]:
+    """GET ``path`` on a new connection and read the answer as a slow client."""
+    with server.connect() as sock:
+        sock.sendall(request_bytes("GET", path))
+        return slow_read(sock)
+
+
 class Trickle(Stream):
     """A Stream that reads at most 16 KiB at a time, pausing every 64 reads."""
 
@@ -68,18 +75,14 @@ def test_a_stream_larger_than_the_buffer_arrives_whole_and_in_order(server):
 
 
 def test_write_output_larger_than_the_buffer_arrives_whole_and_in_order(server):
-    with server.connect() as sock:
-        sock.sendall(request_bytes("GET", "/write?n=100"))
-        status, body = slow_read(sock)
+    status, body = slow_get(server, "/write?n=100")
     assert status == b"HTTP/1.1 200 OK"
     assert body == expected(100)
 
 
 def test_write_then_an_iterable_keeps_the_order(server):
     key = uuid.uuid4().hex
-    with server.connect() as sock:
-        sock.sendall(request_bytes("GET", f"/write?n=40&then=40&id={key}"))
-        status, body = slow_read(sock)
+    status, body = slow_get(server, f"/write?n=40&then=40&id={key}")
     assert status == b"HTTP/1.1 200 OK"
     assert body == expected(40) + expected(40)
     assert wait_until(lambda: closed(server, key) == 1, 5)
