@@ -14,7 +14,9 @@ class ServerConfig(TypedDict, total=False):
 
     binds: listen addresses, each ``HOST:PORT``, ``[IPv6]:PORT``, ``unix:PATH`` or
         ``fd://N`` (an inherited, already listening socket). Default ``["127.0.0.1:8000"]``.
-    threads: Python threads that call the application (>= 1). Default 1.
+    threads: Python threads that call the application (>= 1). Default 1: the
+        server's I/O thread then calls the application itself (one call at a time,
+        never on the thread that runs serve_forever()).
     keep_alive: seconds an idle keep-alive connection is kept open. Default 5.0.
     max_body_size: largest request body accepted, bytes; beyond it 413. Default 1 GiB.
     body_buffer_size: request bodies up to this many bytes stay in memory; larger
@@ -62,8 +64,9 @@ class Server:
     def serve_forever(self) -> None:
         """Serve until :meth:`shutdown` is called or a Python signal handler raises.
 
-        Blocks the calling thread with the GIL released. Python signal handlers
-        are run about every 100 ms; when one raises (``KeyboardInterrupt`` on
+        Blocks the calling thread with the GIL released (the server runs on its own
+        threads, so signal handlers never interrupt the application). Python signal
+        handlers are run about every 100 ms; when one raises (``KeyboardInterrupt`` on
         SIGINT, say), the server stops accepting, lets requests in flight finish
         for up to ``graceful_timeout`` seconds, and then re-raises that exception.
         """
