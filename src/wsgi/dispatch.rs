@@ -61,12 +61,10 @@ impl Dispatch for Dispatcher {
         let idle = self.pending.load(Ordering::Acquire) == 0;
         match &self.inline {
             Some(gateway) if idle => {
-                let slot = self.stats.inline_slot();
+                self.stats.count_request();
                 let resume = Python::attach(|py| {
-                    self.stats.begin(slot);
-                    let resume = gateway.handle_inline(py, job);
-                    self.stats.end(slot);
-                    resume
+                    let slot = self.stats.inline_slot();
+                    self.stats.running(slot, || gateway.handle_inline(py, job))
                 });
                 if let Some(resume) = resume {
                     // The pool outlives every connection: this cannot fail

@@ -51,9 +51,7 @@ impl Input {
         };
         f(reader).map_err(|e| PyOSError::new_err(e.to_string()))
     }
-}
 
-impl Input {
     /// `read(size)` of a body held in memory: one copy, straight into the
     /// new `bytes`. `None` for a body in a temporary file.
     fn read_memory<'py>(

@@ -78,23 +78,20 @@ impl PoolStats {
         self.busy_since.len() - 1
     }
 
-    /// Notes that a request's application call began in `slot` (a thread,
-    /// or the inline slot).
-    pub fn begin(&self, slot: usize) {
+    /// Counts a request handed to the application.
+    pub fn count_request(&self) {
         self.requests.fetch_add(1, Ordering::Relaxed);
-        self.busy(slot);
     }
 
-    /// Notes that application code (a request's, or the rest of a streamed
-    /// response's) runs in `slot` from now on.
-    pub fn busy(&self, slot: usize) {
+    /// Runs `call` (application code: a request's, or the rest of a
+    /// streamed response's) as busy time of `slot` (a thread, or the inline
+    /// slot), which `longest_call` reports.
+    pub fn running<T>(&self, slot: usize, call: impl FnOnce() -> T) -> T {
         let now = self.epoch.elapsed().as_millis() as u64 + 1;
         self.busy_since[slot].store(now, Ordering::Relaxed);
-    }
-
-    /// Notes that the application code in `slot` ended.
-    pub fn end(&self, slot: usize) {
+        let result = call();
         self.busy_since[slot].store(0, Ordering::Relaxed);
+        result
     }
 }
 
@@ -176,15 +173,11 @@ impl Worker {
             };
             match work {
                 Work::Request(job) => {
-                    self.stats.begin(self.slot);
-                    self.gateway.handle(py, job);
-                    self.stats.end(self.slot);
+                    self.stats.count_request();
+                    self.stats
+                        .running(self.slot, || self.gateway.handle(py, job));
                 }
-                Work::Resume(resume) => {
-                    self.stats.busy(self.slot);
-                    resume.run(py);
-                    self.stats.end(self.slot);
-                }
+                Work::Resume(resume) => self.stats.running(self.slot, || resume.run(py)),
             }
             self.pending.fetch_sub(1, Ordering::AcqRel);
         }

@@ -216,10 +216,6 @@ impl Responder {
     /// `Failure::Protocol` before `start_response`; `Failure::ClientGone`
     /// when the connection is gone.
     pub fn write(&mut self, py: Python<'_>, chunk: &Bound<'_, PyBytes>) -> Result<(), Failure> {
-        self.require_head()?;
-        if chunk.as_bytes().is_empty() || self.is_head_request() {
-            return Ok(());
-        }
         self.write_data(py, body_bytes(chunk))
     }
 
@@ -399,10 +395,9 @@ enum Delivered<'py> {
 /// (see the module notes): the backlog, the rest of the iterator, `close()`.
 pub struct Resume {
     start_response: Py<StartResponse>,
-    iterable: Py<PyAny>,
-    /// `None` when the iteration and `close()` are done and only the backlog
-    /// is left to send.
-    iterator: Option<Py<PyIterator>>,
+    /// The iterable (for `close()`) and its iterator, to run on; `None` when
+    /// the iteration and `close()` are done and only the backlog is left.
+    rest: Option<(Py<PyAny>, Py<PyIterator>)>,
 }
 
 impl Resume {
@@ -411,7 +406,7 @@ impl Resume {
         let sr = self.start_response.bind(py);
         let start_response = sr.get();
         let flushed = start_response.responder().leave_inline(py);
-        let Some(iterator) = self.iterator else {
+        let Some((iterable, iterator)) = self.rest else {
             if let Err(failure) = flushed {
                 failure.log(py, &start_response.responder().label());
             }
@@ -419,7 +414,7 @@ impl Resume {
         };
         let delivered =
             flushed.and_then(|()| stream_rest(py, start_response, iterator.into_bound(py)));
-        complete(py, start_response, self.iterable.bind(py), delivered);
+        complete(py, start_response, iterable.bind(py), delivered);
     }
 }
 
@@ -435,28 +430,26 @@ pub fn run(
         Ok(iterable) => iterable,
         Err(e) => {
             start_response.responder().fail(py, Failure::Exception(e));
-            return backlog_left(sr, &py.None().into_bound(py));
+            return backlog_left(sr);
         }
     };
     match deliver(py, start_response, &iterable) {
         Ok(Delivered::Suspended(iterator)) => {
             return Some(Resume {
                 start_response: sr.clone().unbind(),
-                iterable: iterable.unbind(),
-                iterator: Some(iterator.unbind()),
+                rest: Some((iterable.unbind(), iterator.unbind())),
             })
         }
         delivered => complete(py, start_response, &iterable, delivered),
     }
-    backlog_left(sr, &iterable)
+    backlog_left(sr)
 }
 
 /// A `Resume` that only sends the backlog, if chunks are left in it.
-fn backlog_left(sr: &Bound<'_, StartResponse>, iterable: &Bound<'_, PyAny>) -> Option<Resume> {
+fn backlog_left(sr: &Bound<'_, StartResponse>) -> Option<Resume> {
     sr.get().responder().is_backlogged().then(|| Resume {
         start_response: sr.clone().unbind(),
-        iterable: iterable.clone().unbind(),
-        iterator: None,
+        rest: None,
     })
 }
 
@@ -531,7 +524,6 @@ fn stream_rest<'py>(
         }
         responder.write(py, chunk)?;
         if responder.is_backlogged() {
-            drop(responder);
             return Ok(Delivered::Suspended(iterator));
         }
     }
