@@ -20,7 +20,7 @@ use std::sync::Arc;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use ferrowsgi::config::{BindAddr, ServerConfig};
 use ferrowsgi::exchange::{Job, Request, RequestBody, ResponseStart};
-use ferrowsgi::server::listener::LocalAddr;
+use ferrowsgi::exchange::LocalAddr;
 use ferrowsgi::wsgi::environ::{latin1, EnvironTemplate};
 use ferrowsgi::wsgi::Gateway;
 use hyper::header::{HeaderName, HeaderValue};

@@ -16,7 +16,8 @@ use pyo3::types::{PyDict, PyList};
 use crate::config::{seconds, BindAddr, ConfigError, ServerConfig};
 use crate::log::{self, Severity};
 use crate::runner::{self, RunArgs};
-use crate::server::listener::{LocalAddr, StdListener};
+use crate::exchange::LocalAddr;
+use crate::server::listener::StdListener;
 use crate::shutdown::{self, ShutdownSignal, ShutdownTrigger};
 use crate::wsgi::pool::PoolStats;
 

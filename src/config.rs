@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::protocols::http1_guard::Limits;
+use crate::protocols::http1::Limits;
 
 /// One listening address, as given to `--bind`.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -8,13 +8,22 @@
 
 use std::fs::File;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use hyper::{HeaderMap, Method, StatusCode, Uri, Version};
+use http::{HeaderMap, Method, StatusCode, Uri, Version};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::server::listener::LocalAddr;
+/// What a listener is bound to, as shown to users and to the environ
+/// (SERVER_PORT is the port a request was received on: RFC 3875 §4.1.15).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LocalAddr {
+    /// A TCP address (the real port when 0 was asked for).
+    Tcp(SocketAddr),
+    /// A unix socket path (may be empty for an unnamed inherited socket).
+    Unix(PathBuf),
+}
 
 /// A request body, read completely before the application runs.
 #[derive(Debug)]
@@ -133,7 +142,7 @@ impl ResponseStart {
     /// `close`: add `Connection: close`, for errors after which the rest of
     /// the connection's bytes cannot be trusted (RFC 9112 §9.6).
     pub fn plain(status: StatusCode, close: bool) -> Self {
-        use hyper::header::{HeaderValue, CONNECTION, CONTENT_TYPE, SERVER};
+        use http::header::{HeaderValue, CONNECTION, CONTENT_TYPE, SERVER};
         let mut headers = HeaderMap::with_capacity(3);
         headers.insert(
             CONTENT_TYPE,

@@ -21,7 +21,8 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::ServerConfig;
 use crate::log::{self, Severity};
-use crate::server::listener::{LocalAddr, StdListener};
+use crate::exchange::LocalAddr;
+use crate::server::listener::StdListener;
 use crate::server::{self, ServerCtx};
 use crate::shutdown::{ShutdownSignal, ShutdownTrigger};
 use crate::wsgi::dispatch::Dispatcher;
@@ -89,8 +90,8 @@ pub fn run(
             .iter()
             .map(|(l, local)| Ok((l.to_tokio()?, Arc::new(local.clone()))))
             .collect::<std::io::Result<Vec<_>>>()?;
-        let ctx = Arc::new(ServerCtx::new(config.clone(), Arc::new(dispatcher)));
-        server::spawn(listeners, ctx, signal.clone(), &tracker);
+        let ctx = Arc::new(ServerCtx::new(config, Arc::new(dispatcher), signal.clone()));
+        server::spawn(listeners, ctx, &tracker);
     }
     let abort = Arc::new(Notify::new());
     let (done_tx, done) = crossbeam_channel::bounded(1);

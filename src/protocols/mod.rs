@@ -1,4 +1,10 @@
-//! Protocol rules that sit beside hyper: the strict HTTP/1.1 request guard.
-//! Pure Rust (no PyO3), so it is unit-tested and fuzzed on its own.
+//! The protocol engines: bytes in, requests across the seam
+//! (`exchange.rs`), responses out. Pure Rust (no PyO3), so they are
+//! unit-tested and fuzzed on their own.
+//!
+//! - [`http1`]: our HTTP/1.1 engine.
+//! - [`body`]: request-body buffering shared by every engine (memory, then
+//!   a temporary file, refused beyond the limit).
 
-pub mod http1_guard;
+pub mod body;
+pub mod http1;

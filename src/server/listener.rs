@@ -17,6 +17,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 
 use crate::config::BindAddr;
+use crate::exchange::LocalAddr;
 
 /// A bound, listening socket not yet attached to a runtime.
 #[derive(Debug)]
@@ -30,15 +31,6 @@ pub enum StdListener {
         /// The path we created, removed again on drop; `None` for inherited sockets.
         owned: Option<PathBuf>,
     },
-}
-
-/// What a listener is bound to, as shown to users and to the environ.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LocalAddr {
-    /// A TCP address (the real port when 0 was asked for).
-    Tcp(SocketAddr),
-    /// A unix socket path (may be empty for an unnamed inherited socket).
-    Unix(PathBuf),
 }
 
 impl StdListener {

@@ -31,7 +31,7 @@ use pyo3::types::{PyDict, PyString, PyTuple};
 
 use crate::config::ServerConfig;
 use crate::exchange::Request;
-use crate::server::listener::LocalAddr;
+use crate::exchange::LocalAddr;
 use crate::wsgi::errors::ErrorStream;
 use crate::wsgi::file_wrapper::FileWrapper;
 use crate::wsgi::input::Input;
@@ -144,8 +144,9 @@ impl EnvironTemplate {
         }
     }
 
-    /// REMOTE_ADDR/REMOTE_PORT from the socket; SERVER_NAME/SERVER_PORT from
-    /// the Host header, else from the listening socket.
+    /// REMOTE_ADDR/REMOTE_PORT from the socket; SERVER_NAME from the Host
+    /// header, else from the listening socket; SERVER_PORT from the listening
+    /// socket.
     fn set_addresses(
         &self,
         py: Python<'_>,
@@ -167,7 +168,7 @@ impl EnvironTemplate {
             .get(HOST)
             .map(|h| h.as_bytes())
             .filter(|h| !h.is_empty());
-        let (name, port) = match host {
+        let (name, host_port) = match host {
             Some(host) => self.server_name(py, host),
             None => match &*req.local {
                 LocalAddr::Tcp(addr) => (
@@ -176,6 +177,12 @@ impl EnvironTemplate {
                 ),
                 LocalAddr::Unix(_) => (intern!(py, "localhost").clone(), PyString::new(py, "")),
             },
+        };
+        // RFC 3875 §4.1.15: the port the request was received on; a unix
+        // socket has none, so the Host header's (or the scheme's) stands in.
+        let port = match &*req.local {
+            LocalAddr::Tcp(addr) => port_text(py, addr.port()),
+            LocalAddr::Unix(_) => host_port,
         };
         env.set_item(intern!(py, "SERVER_NAME"), name)?;
         env.set_item(intern!(py, "SERVER_PORT"), port)

@@ -1,0 +1,609 @@
+//! The driver of one HTTP/1.1 connection: reads into one buffer, hands each
+//! complete request to the gateway, writes the answers.
+//!
+//! Rules kept here:
+//! - One request at a time, in order; pipelined requests wait in the read
+//!   buffer, and the answers that are ready together leave in one write.
+//! - The read buffer exists only while bytes are being handled: an idle
+//!   keep-alive connection holds its socket, its timer and a small state.
+//! - A request body is read completely (`protocols::body`) before the
+//!   request crosses the seam; `Expect: 100-continue` is answered first when
+//!   the body has not started to arrive, unless it is too large (413).
+//! - A rejected request gets its status written directly, then the
+//!   connection closes after a bounded lingering read (so the client reads
+//!   the answer instead of a reset).
+//! - Graceful stop: a request in progress is answered with `Connection:
+//!   close`; an idle connection stays open for the drain period, and a
+//!   request that comes meanwhile is answered with `Connection: close`.
+
+use std::future::Future;
+use std::io::{self, IoSlice};
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant as StdInstant, SystemTime};
+
+use bytes::{Bytes, BytesMut};
+use http::header::{REFERER, USER_AGENT};
+use http::{Method, StatusCode, Version};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpStream, UnixStream};
+use tokio::sync::mpsc::error::TryRecvError;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::{Instant, Sleep};
+
+use super::encode::{self, BodyFraming, Shape};
+use super::head::{Framing, Head};
+use super::reader::{Event, Reader};
+use super::state::{self, ConnState, State};
+use super::{reject, Rejection, Settings};
+use crate::exchange::{self, BodySource, Chunk, Dispatch, Job, LocalAddr, RequestBody};
+use crate::exchange::{ResponseStart, SERVER_HEADER};
+use crate::log::{self, AccessRecord};
+use crate::protocols::body::{BodyError, BodyLimits, BodySink};
+use crate::shutdown::ShutdownSignal;
+
+/// A stream socket the engine can wait on without holding a buffer.
+pub trait Transport: AsyncWrite + Unpin + Send + 'static {
+    /// Completes when bytes (or end of stream) can be read.
+    fn readable(&self) -> impl Future<Output = io::Result<()>> + Send;
+    /// Reads what is there into `buf` without waiting (`WouldBlock` if
+    /// nothing is); `Ok(0)` at end of stream.
+    fn try_read_buf(&self, buf: &mut BytesMut) -> io::Result<usize>;
+}
+
+impl Transport for TcpStream {
+    fn readable(&self) -> impl Future<Output = io::Result<()>> + Send {
+        TcpStream::readable(self)
+    }
+    fn try_read_buf(&self, buf: &mut BytesMut) -> io::Result<usize> {
+        TcpStream::try_read_buf(self, buf)
+    }
+}
+
+impl Transport for UnixStream {
+    fn readable(&self) -> impl Future<Output = io::Result<()>> + Send {
+        UnixStream::readable(self)
+    }
+    fn try_read_buf(&self, buf: &mut BytesMut) -> io::Result<usize> {
+        UnixStream::try_read_buf(self, buf)
+    }
+}
+
+/// Room made in the read buffer per read, bytes.
+const READ_CHUNK: usize = 16 * 1024;
+/// Pending output is written once it reaches this size, bytes.
+const FLUSH_AT: usize = 64 * 1024;
+/// Body chunks at least this large are written from where they are, in
+/// the same `writev` as what precedes them, instead of being copied, bytes.
+const WRITE_IN_PLACE: usize = 16 * 1024;
+/// After a rejection: how long, and how many bytes, the client's remaining
+/// bytes are read and dropped before closing.
+const LINGER: Duration = Duration::from_secs(1);
+const LINGER_BYTES: usize = 1 << 20;
+
+/// What the shared parts of a server hand every connection.
+#[derive(Clone)]
+pub struct Shared {
+    /// The engine's settings.
+    pub settings: Arc<Settings>,
+    /// Where complete requests go.
+    pub dispatch: Arc<dyn Dispatch>,
+    /// The graceful-stop signal.
+    pub shutdown: ShutdownSignal,
+}
+
+/// Serves one accepted connection until it closes.
+pub async fn serve<S: Transport>(
+    io: S,
+    peer: Option<SocketAddr>,
+    local: Arc<LocalAddr>,
+    shared: Shared,
+) {
+    let mut conn = Conn {
+        reader: Reader::new(shared.settings.limits, shared.settings.body_buffer_size),
+        io,
+        peer,
+        local,
+        shared,
+        buf: BytesMut::new(),
+        out: Vec::new(),
+        state: ConnState::new(),
+    };
+    let timer = tokio::time::sleep_until(Instant::now() + Duration::from_secs(3600));
+    tokio::pin!(timer);
+    let end = conn.run(timer.as_mut()).await;
+    conn.finish(end).await;
+}
+
+/// How a connection ends.
+enum End {
+    /// Close after what was written (`Connection: close` was sent).
+    Close,
+    /// Answer with this status, then close.
+    Reject(Rejection),
+    /// The client went away, or the connection timed out while idle.
+    Gone,
+}
+
+/// What waiting for bytes came to.
+enum Fill {
+    Read,
+    Eof,
+    TimedOut,
+}
+
+struct Conn<S> {
+    io: S,
+    peer: Option<SocketAddr>,
+    local: Arc<LocalAddr>,
+    shared: Shared,
+    reader: Reader,
+    /// Bytes read and not yet consumed; no capacity while idle.
+    buf: BytesMut,
+    /// Response bytes not yet written.
+    out: Vec<u8>,
+    state: ConnState,
+}
+
+/// Facts about a request that outlive its move across the seam.
+struct Asked {
+    head_request: bool,
+    http10: bool,
+    keep_alive: bool,
+    access: Option<AccessRecord>,
+}
+
+impl<S: Transport> Conn<S> {
+    async fn run(&mut self, mut timer: Pin<&mut Sleep>) -> End {
+        loop {
+            match self.reader.next(&mut self.buf) {
+                Err(rejection) => return End::Reject(rejection),
+                Ok(Some(Event::Head(head))) => {
+                    self.state.on(state::Event::HeadDone);
+                    if let Some(end) = self.exchange(head, timer.as_mut()).await {
+                        return end;
+                    }
+                }
+                Ok(Some(_)) => return End::Reject(reject(400, "unexpected body")),
+                Ok(None) => {
+                    if self.buf.is_empty() {
+                        // Idle: give the buffers back (c10k: an idle
+                        // connection holds no buffer).
+                        self.buf = BytesMut::new();
+                        if self.flush().await.is_err() {
+                            return End::Gone;
+                        }
+                        self.out = Vec::new();
+                    } else {
+                        self.state.on(state::Event::HeadBytes);
+                    }
+                    if self.flush().await.is_err() {
+                        return End::Gone;
+                    }
+                    match self.fill(timer.as_mut()).await {
+                        Fill::Read => {}
+                        Fill::Eof => return End::Gone,
+                        Fill::TimedOut if self.state.state() == State::Head => {
+                            return End::Reject(reject(408, "request head not received in time"))
+                        }
+                        Fill::TimedOut => return End::Gone,
+                    }
+                }
+            }
+        }
+    }
+
+    /// Reads the body, runs the request, writes the answer. `Some` ends the
+    /// connection.
+    async fn exchange(&mut self, head: Head, timer: Pin<&mut Sleep>) -> Option<End> {
+        let settings = &self.shared.settings;
+        if let Framing::Length(n) = head.framing {
+            if n > settings.max_body_size {
+                return Some(End::Reject(reject(413, "request body too large")));
+            }
+        }
+        if head.expect_continue && head.framing != Framing::None && self.buf.is_empty() {
+            self.out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+        }
+        let body = match self.read_body(head.framing, timer).await {
+            Ok(body) => body,
+            Err(end) => return Some(end),
+        };
+        let asked = Asked {
+            head_request: head.method == Method::HEAD,
+            http10: head.version == Version::HTTP_10,
+            keep_alive: head.keep_alive
+                && !self.shared.settings.keep_alive.is_zero()
+                && head.method != Method::CONNECT,
+            access: log::access_enabled().then(|| access_record(&head, self.peer)),
+        };
+        self.state.on(state::Event::Dispatched);
+        let started = StdInstant::now();
+        let start = self.call(head, body).await;
+        self.state.on(state::Event::Answered);
+        let status = start.status;
+        let close = !asked.keep_alive || self.shared.shutdown.is_triggered();
+        let sent = self.respond(start, &asked, close).await;
+        if let Some(mut record) = asked.access {
+            record.status = status.as_u16();
+            record.bytes = sent.as_ref().map_or(0, |s| s.0);
+            record.duration = started.elapsed();
+            log::access(&record);
+        }
+        match sent {
+            Ok((_, false)) => {
+                self.state.on(state::Event::KeptAlive);
+                None
+            }
+            Ok((_, true)) => Some(End::Close),
+            Err(_) => Some(End::Gone),
+        }
+    }
+
+    /// Buffers the whole body of the request whose head was just read.
+    async fn read_body(
+        &mut self,
+        framing: Framing,
+        mut timer: Pin<&mut Sleep>,
+    ) -> Result<RequestBody, End> {
+        let s = &self.shared.settings;
+        let limits = BodyLimits {
+            max_size: s.max_body_size,
+            memory: s.body_buffer_size,
+        };
+        let expected = match framing {
+            Framing::Length(n) => Some(n),
+            _ => None,
+        };
+        let mut sink = BodySink::new(limits, expected);
+        loop {
+            match self.reader.next(&mut self.buf) {
+                Ok(Some(Event::Data(piece))) => sink.push(piece).map_err(body_error)?,
+                Ok(Some(Event::End)) => {
+                    return sink.finish().map_err(|e| body_error(BodyError::Spill(e)))
+                }
+                Ok(Some(Event::Head(_))) => return Err(End::Reject(reject(400, "unexpected head"))),
+                Err(rejection) => return Err(End::Reject(rejection)),
+                Ok(None) => {
+                    if self.flush().await.is_err() {
+                        return Err(End::Gone);
+                    }
+                    match self.fill(timer.as_mut()).await {
+                        Fill::Read => {}
+                        Fill::Eof => return Err(End::Gone),
+                        Fill::TimedOut => {
+                            return Err(End::Reject(reject(408, "request body timed out")))
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Hands the request to the gateway and waits for the response head.
+    async fn call(&mut self, head: Head, body: RequestBody) -> ResponseStart {
+        let has_body_framing = head.framing != Framing::None;
+        let request = exchange::Request {
+            method: head.method,
+            uri: head.uri,
+            version: head.version,
+            headers: head.headers,
+            has_body_framing,
+            body,
+            peer: self.peer,
+            local: self.local.clone(),
+        };
+        let (reply, mut answer) = oneshot::channel();
+        if self.shared.dispatch.dispatch(Job { request, reply }).is_err() {
+            return ResponseStart::plain(StatusCode::SERVICE_UNAVAILABLE, true);
+        }
+        let answered = match answer.try_recv() {
+            Ok(start) => Ok(start),
+            Err(oneshot::error::TryRecvError::Empty) => {
+                // Not ready (a Python thread has it): what waits goes out now.
+                let _ = self.flush().await;
+                answer.await.map_err(|_| ())
+            }
+            Err(oneshot::error::TryRecvError::Closed) => Err(()),
+        };
+        answered.unwrap_or_else(|()| ResponseStart::plain(StatusCode::INTERNAL_SERVER_ERROR, true))
+    }
+
+    /// Writes the response (the head now; a short body now or with the next
+    /// flush). Returns the body bytes sent and whether the connection must
+    /// close.
+    async fn respond(
+        &mut self,
+        start: ResponseStart,
+        asked: &Asked,
+        close: bool,
+    ) -> io::Result<(u64, bool)> {
+        let known_len = match &start.body {
+            BodySource::Full(b) | BodySource::Short(b) => Some(b.len() as u64),
+            BodySource::Stream(_) => None,
+        };
+        let shape = Shape {
+            known_len,
+            head_request: asked.head_request,
+            http10: asked.http10,
+            close,
+        };
+        if self.out.capacity() == 0 {
+            self.out.reserve(1024);
+        }
+        let reason = start.reason.as_deref();
+        let (framing, close) =
+            encode::head(&mut self.out, start.status, reason, &start.headers, shape);
+        match (start.body, framing) {
+            (BodySource::Stream(rx), BodyFraming::Bodiless) => {
+                drop(rx);
+                Ok((0, close))
+            }
+            (_, BodyFraming::Bodiless) => Ok((0, close)),
+            (BodySource::Full(body), _) => {
+                let n = body.len() as u64;
+                self.write_body(body).await.map(|()| (n, close))
+            }
+            (BodySource::Short(body), _) => {
+                let n = body.len() as u64;
+                self.write_body(body).await.map(|()| (n, true))
+            }
+            (BodySource::Stream(rx), framing) => {
+                let (n, aborted) = self.stream(rx, framing).await?;
+                Ok((n, close || aborted))
+            }
+        }
+    }
+
+    /// Copies a small body after the pending output; writes a large one
+    /// from where it is, in one `writev` with the pending output.
+    async fn write_body(&mut self, body: Bytes) -> io::Result<()> {
+        if body.len() >= WRITE_IN_PLACE {
+            return self.write_with(&body).await;
+        }
+        self.out.extend_from_slice(&body);
+        if self.out.len() >= FLUSH_AT {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    /// Sends a streamed body as the application produces it. Returns the
+    /// body bytes sent and whether it was aborted (the connection must close
+    /// without ending the response normally).
+    async fn stream(
+        &mut self,
+        mut rx: mpsc::Receiver<Chunk>,
+        framing: BodyFraming,
+    ) -> io::Result<(u64, bool)> {
+        let mut sent = 0;
+        loop {
+            let chunk = match rx.try_recv() {
+                Ok(chunk) => Some(chunk),
+                Err(TryRecvError::Empty) => {
+                    self.flush().await?;
+                    rx.recv().await
+                }
+                Err(TryRecvError::Disconnected) => None,
+            };
+            match chunk {
+                Some(Chunk::Data(data)) => {
+                    sent += data.len() as u64;
+                    if framing == BodyFraming::Chunked {
+                        encode::chunk_size(&mut self.out, data.len());
+                        self.write_body(data).await?;
+                        self.out.extend_from_slice(b"\r\n");
+                    } else {
+                        self.write_body(data).await?;
+                    }
+                }
+                Some(Chunk::Abort) => {
+                    self.flush().await?;
+                    return Ok((sent, true));
+                }
+                None => {
+                    if framing == BodyFraming::Chunked {
+                        self.out.extend_from_slice(encode::LAST_CHUNK);
+                    }
+                    return Ok((sent, false));
+                }
+            }
+        }
+    }
+
+    /// Writes the pending output.
+    async fn flush(&mut self) -> io::Result<()> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        self.write_with(&[]).await
+    }
+
+    /// Writes the pending output, then `tail`, in as few `writev`s as the
+    /// socket allows.
+    async fn write_with(&mut self, tail: &[u8]) -> io::Result<()> {
+        let (mut a, mut b) = (0, 0);
+        while a < self.out.len() || b < tail.len() {
+            let bufs = [IoSlice::new(&self.out[a..]), IoSlice::new(&tail[b..])];
+            let n = self.io.write_vectored(&bufs).await?;
+            if n == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+            let from_out = n.min(self.out.len() - a);
+            a += from_out;
+            b += n - from_out;
+        }
+        self.out.clear();
+        if self.out.capacity() > FLUSH_AT {
+            self.out = Vec::new();
+        }
+        Ok(())
+    }
+
+    /// Waits for bytes and reads them into the buffer, within the current
+    /// state's timer; notices a graceful stop meanwhile.
+    async fn fill(&mut self, mut timer: Pin<&mut Sleep>) -> Fill {
+        loop {
+            let Some(deadline) = self.state.deadline(&self.shared.settings) else {
+                return Fill::TimedOut; // not reached: only waiting states read
+            };
+            if deadline <= Instant::now() {
+                return Fill::TimedOut;
+            }
+            if deadline < timer.deadline() || timer.is_elapsed() {
+                timer.as_mut().reset(deadline);
+            }
+            let stopping = self.state.stopping();
+            let woke = tokio::select! {
+                biased;
+                ready = self.io.readable() => Some(ready.is_ok()),
+                _ = timer.as_mut() => None,
+                _ = self.shared.shutdown.recv(), if !stopping => {
+                    self.state.stop(self.shared.settings.drain);
+                    None
+                }
+            };
+            match woke {
+                None => continue,
+                Some(false) => return Fill::Eof,
+                Some(true) => {}
+            }
+            self.make_room();
+            match self.io.try_read_buf(&mut self.buf) {
+                Ok(0) => return Fill::Eof,
+                Ok(_) => {
+                    self.state.touch(Instant::now());
+                    return Fill::Read;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(_) => return Fill::Eof,
+            }
+        }
+    }
+
+    /// Makes room in the read buffer for the next read: what the reader
+    /// waits for (a whole body at once), and at least `READ_CHUNK`.
+    fn make_room(&mut self) {
+        let len = self.buf.len();
+        let want = self.reader.wants(len);
+        if self.buf.capacity() - len < 1024 || self.buf.capacity() < want {
+            self.buf.reserve(want.saturating_sub(len).max(READ_CHUNK));
+        }
+    }
+
+    /// Ends the connection as `end` says.
+    async fn finish(mut self, end: End) {
+        self.state.on(state::Event::Close);
+        match end {
+            End::Gone => {
+                let _ = self.flush().await;
+            }
+            End::Close => {
+                // Unread bytes (pipelined requests after a close) would make
+                // the close a reset: read them away first.
+                if self.flush().await.is_ok() && !self.buf.is_empty() {
+                    self.linger().await;
+                } else {
+                    let _ = self.io.shutdown().await;
+                }
+            }
+            End::Reject(rejection) => {
+                tracing::debug!(
+                    "{}: refused a request: {} {}",
+                    peer_name(self.peer),
+                    rejection.status,
+                    rejection.reason
+                );
+                self.out.extend_from_slice(&rejection_response(rejection));
+                if self.flush().await.is_ok() {
+                    self.linger().await;
+                }
+            }
+        }
+    }
+
+    /// Half-closes, then reads and drops what the client still sends (for
+    /// at most `LINGER` and `LINGER_BYTES`), so closing with unread bytes
+    /// does not reset the connection before the client read the answer.
+    async fn linger(&mut self) {
+        if self.io.shutdown().await.is_err() {
+            return;
+        }
+        let until = Instant::now() + LINGER;
+        let mut dropped = 0;
+        let mut scratch = BytesMut::with_capacity(4096);
+        while dropped < LINGER_BYTES {
+            let ready = tokio::time::timeout_at(until, self.io.readable()).await;
+            if !matches!(ready, Ok(Ok(()))) {
+                return;
+            }
+            scratch.clear();
+            match self.io.try_read_buf(&mut scratch) {
+                Ok(0) => return,
+                Ok(n) => dropped += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(_) => return,
+            }
+        }
+    }
+}
+
+fn body_error(e: BodyError) -> End {
+    match e {
+        BodyError::TooLarge => End::Reject(reject(413, "request body too large")),
+        BodyError::Spill(e) => {
+            tracing::error!("cannot spill a request body to a temporary file: {e}");
+            End::Reject(reject(500, "cannot store the request body"))
+        }
+    }
+}
+
+/// The complete answer to a rejected request, `Connection: close` included.
+fn rejection_response(rejection: Rejection) -> Vec<u8> {
+    let status = StatusCode::from_u16(rejection.status).unwrap_or(StatusCode::BAD_REQUEST);
+    let phrase = status.canonical_reason().unwrap_or("Bad Request");
+    let body = format!("{} {phrase}: {}\n", status.as_u16(), rejection.reason);
+    let mut headers = http::HeaderMap::with_capacity(3);
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    headers.insert(
+        http::header::SERVER,
+        http::HeaderValue::from_static(SERVER_HEADER),
+    );
+    let mut out = Vec::with_capacity(256);
+    let shape = Shape {
+        known_len: Some(body.len() as u64),
+        head_request: false,
+        http10: false,
+        close: true,
+    };
+    encode::head(&mut out, status, None, &headers, shape);
+    out.extend_from_slice(body.as_bytes());
+    out
+}
+
+fn peer_name(peer: Option<SocketAddr>) -> String {
+    peer.map_or_else(|| "unix socket".to_owned(), |p| p.to_string())
+}
+
+fn access_record(head: &Head, peer: Option<SocketAddr>) -> AccessRecord {
+    let header = |name| {
+        head.headers
+            .get(name)
+            .map(|v: &http::HeaderValue| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            .unwrap_or_else(|| "-".to_owned())
+    };
+    AccessRecord {
+        remote: peer.map_or_else(|| "-".to_owned(), |p| p.ip().to_string()),
+        started: SystemTime::now(),
+        request_line: format!("{} {} {:?}", head.method, head.uri, head.version),
+        status: 0,
+        bytes: 0,
+        referer: header(REFERER),
+        user_agent: header(USER_AGENT),
+        duration: Duration::ZERO,
+    }
+}

@@ -1,0 +1,95 @@
+//! Our HTTP/1.1 engine: one pass over the bytes, from the socket to the
+//! seam and back.
+//!
+//! - `head.rs`: request heads (httparse tokenizes; our RFC 9112 rules run
+//!   over its result in the same pass).
+//! - `reader.rs`: sans-I/O message framing (Content-Length, chunked,
+//!   trailers) over the connection's one read buffer.
+//! - `encode.rs`: response heads (prebuilt status lines, cached `Date`) and
+//!   body framing.
+//! - `state.rs`: the connection's states and allowed transitions, as data,
+//!   and its timers.
+//! - `conn.rs`: the connection driver: reads, dispatches to the gateway
+//!   through `exchange::Dispatch`, writes (head and body in one `writev`;
+//!   answers to pipelined requests that are ready together in one write).
+//!
+//! Nothing here touches Python or hyper. A rejected request gets its
+//! 4xx/5xx written directly (with `Connection: close`), then the connection
+//! closes after a short lingering read, so the client sees the answer.
+
+pub mod conn;
+pub mod encode;
+pub mod head;
+pub mod reader;
+pub mod state;
+
+#[cfg(test)]
+mod tests;
+
+use std::time::Duration;
+
+/// Limits on a request head, bytes and counts (gunicorn's names and
+/// defaults: `--limit-request-line`, `--limit-request-fields`,
+/// `--limit-request-field-size`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Longest request line (method, target, version), bytes. 414 beyond.
+    pub max_request_line: usize,
+    /// Most header fields. 431 beyond.
+    pub max_fields: usize,
+    /// Longest header field line, bytes. 431 beyond.
+    pub max_field_size: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_request_line: 8190,
+            max_fields: 100,
+            max_field_size: 8190,
+        }
+    }
+}
+
+impl Limits {
+    /// The largest request head these limits allow, bytes.
+    pub fn max_head(&self) -> usize {
+        self.max_request_line + 2 + (self.max_fields + 1) * (self.max_field_size + 2)
+    }
+}
+
+/// Why a request is refused: the status to answer with and a short reason
+/// (h11's `error_status_hint`: every protocol error knows its status).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rejection {
+    /// HTTP status code (400, 408, 413, 414, 417, 431, 501, 505).
+    pub status: u16,
+    /// What was wrong, for the response body and the debug log.
+    pub reason: &'static str,
+}
+
+/// A [`Rejection`] with `status` and `reason`.
+pub const fn reject(status: u16, reason: &'static str) -> Rejection {
+    Rejection { status, reason }
+}
+
+/// Everything the engine needs from the server's options, copied once.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Request-head limits.
+    pub limits: Limits,
+    /// Idle time after which a keep-alive connection is closed; zero turns
+    /// keep-alive off.
+    pub keep_alive: Duration,
+    /// Time to receive a whole request head, from its first byte (then 408).
+    pub header_timeout: Duration,
+    /// Longest wait for the next bytes of a request body (then 408).
+    pub body_timeout: Duration,
+    /// Largest request body accepted, bytes (then 413).
+    pub max_body_size: u64,
+    /// Request bodies up to this size stay in memory, bytes.
+    pub body_buffer_size: usize,
+    /// On a graceful stop, how long an idle keep-alive connection stays
+    /// open for one more request (served with `Connection: close`).
+    pub drain: Duration,
+}
