@@ -10,12 +10,17 @@ Rules kept here:
 * Every load run is bounded: wrk gets ``-d`` and the subprocess a timeout.
 * The RSS reported is the worker's: the descendant of the started process that
   has no children of its own (a master, when there is one, is skipped).
+* The CPU time reported is the whole server's: utime + stime (and that of
+  reaped children) of every process in its tree, read from ``/proc/PID/stat``
+  just before wrk starts and just after it ends, divided by the requests wrk
+  completed.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import resource
 import signal
 import socket
 import subprocess
@@ -28,11 +33,19 @@ from pathlib import Path
 HOST = "127.0.0.1"
 START_TIMEOUT = 60.0
 STOP_GRACE = 5.0
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")  # units of /proc/PID/stat's CPU times
 _running: dict[int, subprocess.Popen] = {}
 
 
 class BenchError(Exception):
-    """A server could not be started, answered wrongly, or a load run failed."""
+    """A server could not be started, answered wrongly, or a load run failed.
+
+    ``shown``: a few words the tables show instead of "failed", when they say more.
+    """
+
+    def __init__(self, message: str, shown: str | None = None) -> None:
+        super().__init__(message)
+        self.shown = shown
 
 
 def free_port() -> int:
@@ -56,12 +69,39 @@ class Server:
         return " | ".join(text[-lines:])
 
 
-def start(argv: list[str], port: int, cwd: Path, env: dict[str, str]) -> Server:
-    """Start ``argv`` in a new session and wait until ``port`` accepts connections."""
+def raise_nofile(wanted: int) -> int:
+    """Raise this process's open-file limit to ``wanted`` if it is lower; returns the limit.
+
+    Root may raise the hard limit too; anyone else gets at most the hard limit.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= wanted:
+        return wanted
+    if hard != resource.RLIM_INFINITY and hard < wanted:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, wanted))
+            return wanted
+        except (ValueError, OSError):
+            wanted = hard
+    resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+    return wanted
+
+
+def start(argv: list[str], port: int, cwd: Path, env: dict[str, str], nofile: int = 0) -> Server:
+    """Start ``argv`` in a new session and wait until ``port`` accepts connections.
+
+    ``nofile``: raise the server's open-file limit to this (``ulimit -n``) first.
+    """
     fd, log = tempfile.mkstemp(prefix="ferrowsgi-bench-", suffix=".log")
     with os.fdopen(fd, "wb") as out:
         proc = subprocess.Popen(
-            argv, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            argv,
+            cwd=cwd,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=(lambda: raise_nofile(nofile)) if nofile else None,
         )
     _running[proc.pid] = proc
     server = Server(proc, port, Path(log))
@@ -146,17 +186,36 @@ def rss_kib(pid: int) -> int:
     return int(match.group(1)) if match else 0
 
 
-def worker_rss_kib(server: Server) -> int:
-    """RSS of the serving process: the largest leaf of the server's process tree."""
+def _tree(server: Server) -> tuple[list[int], list[int]]:
+    """(every pid of the server's process tree, the leaves among them)."""
     tree = _children()
-    leaves, todo = [], [server.proc.pid]
+    pids, leaves, todo = [], [], [server.proc.pid]
     while todo:
         pid = todo.pop()
+        pids.append(pid)
         kids = tree.get(pid, [])
         todo.extend(kids)
         if not kids:
             leaves.append(pid)
-    return max(rss_kib(pid) for pid in leaves)
+    return pids, leaves
+
+
+def worker_rss_kib(server: Server) -> int:
+    """RSS of the serving process: the largest leaf of the server's process tree."""
+    return max(rss_kib(pid) for pid in _tree(server)[1])
+
+
+def cpu_seconds(server: Server) -> float:
+    """CPU time used so far by the server's whole process tree (every thread), seconds."""
+    ticks = 0
+    for pid in _tree(server)[0]:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone since the tree was read
+        # Fields 14-17 of proc(5): utime, stime, cutime, cstime (fields[0] is field 3).
+        ticks += sum(int(n) for n in fields[11:15])
+    return ticks / CLOCK_TICKS
 
 
 @dataclass
@@ -167,20 +226,41 @@ class Load:
     p50_ms: float
     p99_ms: float
     errors: int
+    requests: int = 0  # responses wrk completed
+    cpu_us: float | None = None  # the server's CPU time per request, µs (see load())
 
 
-def run_wrk(port: int, connections: int, seconds: int, script: Path | None) -> Load:
-    """wrk -t1 pinned to core 1 against ``port`` for ``seconds`` (whole seconds: wrk's unit)."""
+def run_wrk(
+    port: int, connections: int, seconds: int, script: Path | None, script_args: tuple = ()
+) -> Load:
+    """wrk -t1 pinned to core 1 against ``port`` for ``seconds`` (whole seconds: wrk's unit).
+
+    ``script_args`` go to the script's ``init(args)``.
+    """
     argv = ["taskset", "-c", "1", "wrk", "-t1", f"-c{connections}", f"-d{seconds}s"]
     argv += ["--latency", "--timeout", "5s"]
     if script is not None:
         argv += ["-s", str(script)]
     argv.append(f"http://{HOST}:{port}/")
+    if script_args:
+        argv += ["--", *map(str, script_args)]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60)
     if done.returncode != 0:
         output = (done.stderr.strip() or done.stdout.strip() or "no output").splitlines()
         raise BenchError(f"wrk failed ({done.returncode}): {output[0]}")
     return parse_wrk(done.stdout)
+
+
+def load(
+    server: Server, connections: int, seconds: int, script: Path | None, script_args: tuple = ()
+) -> Load:
+    """:func:`run_wrk` against ``server``, with the server's CPU time per request."""
+    before = cpu_seconds(server)
+    result = run_wrk(server.port, connections, seconds, script, script_args)
+    used = cpu_seconds(server) - before
+    if result.requests:
+        result.cpu_us = used * 1e6 / result.requests
+    return result
 
 
 _UNITS_MS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
@@ -194,11 +274,13 @@ def _latency_ms(text: str, percent: str) -> float:
 
 
 def parse_wrk(text: str) -> Load:
-    """Requests/s, p50/p99 and the error count from wrk's output."""
+    """Requests/s, p50/p99, the error count and the requests done from wrk's output."""
     match = re.search(r"^Requests/sec:\s+([\d.]+)", text, re.MULTILINE)
-    if not match:
+    done = re.search(r"^\s*(\d+) requests in ", text, re.MULTILINE)
+    if not match or not done:
         raise BenchError(f"unexpected wrk output: {text.strip()[-300:]}")
     errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", text))
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
     errors += int(non2xx.group(1)) if non2xx else 0
-    return Load(float(match.group(1)), _latency_ms(text, "50"), _latency_ms(text, "99"), errors)
+    p50, p99 = _latency_ms(text, "50"), _latency_ms(text, "99")
+    return Load(float(match.group(1)), p50, p99, errors, int(done.group(1)))

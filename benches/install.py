@@ -1,9 +1,10 @@
-"""What benches/run.py needs before it measures: wrk, the venv of servers, the ceiling.
+"""What benches/run.py needs before it measures: wrk, the venv of servers, the Rust servers.
 
 * wrk and libev-dev (for bjoern) come from Debian's packages via apt-get.
 * ``benches/.venv`` (gitignored) holds the peers from PyPI and ferrowsgi built
   from this repository (pip builds a release wheel with maturin).
-* The no-Python ceiling is ``benches/ceiling``, built with ``cargo build --release``.
+* The no-Python ceiling (``benches/ceiling``) and the kernel floor
+  (``benches/floor_server``) are built with ``cargo build --release``.
 
 Nothing here raises for a peer that fails to install: the failure is returned,
 so run.py can record it and go on with the others.
@@ -24,6 +25,10 @@ VENV = ROOT / "benches" / ".venv"
 BIN = VENV / "bin"
 CEILING = ROOT / "benches" / "ceiling"
 CEILING_BIN = CEILING / "target" / "release" / "ferrowsgi-ceiling"
+FLOOR = ROOT / "benches" / "floor_server"
+FLOOR_BIN = FLOOR / "target" / "release" / "ferrowsgi-floor"
+# The Rust servers run.py builds, by server name: their crate's directory.
+CRATES = {"ceiling": CEILING, "floor": FLOOR}
 # Distribution names on PyPI, by the server name run.py uses.
 PEER_DISTS = {
     "bjoern": "bjoern",
@@ -136,12 +141,12 @@ def install_ferrowsgi(build: bool) -> str:
     return str(command)
 
 
-def build_ceiling() -> str | None:
-    """``cargo build --release`` of benches/ceiling; returns why it failed, or None."""
+def build_crate(name: str) -> str | None:
+    """``cargo build --release`` of the Rust server ``name``; returns why it failed, or None."""
     if shutil.which("cargo") is None:
         return "cargo is not on PATH"
-    print("building the no-Python ceiling (cargo build --release)", flush=True)
-    manifest = str(CEILING / "Cargo.toml")
+    print(f"building the {name} server (cargo build --release)", flush=True)
+    manifest = str(CRATES[name] / "Cargo.toml")
     argv = ["cargo", "build", "--release", "--quiet", "--manifest-path", manifest]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=PIP_TIMEOUT)
     return None if done.returncode == 0 else _last_line(done.stderr)

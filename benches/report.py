@@ -2,7 +2,9 @@
 
 Every table is Markdown, printed as is and written to ``benches/RESULTS.md``
 with ``--write``. Ratios are always ferrowsgi / peer: above 1 ferrowsgi is
-faster, except for RSS and latency where below 1 is better.
+faster, except for RSS, latency and CPU time where below 1 is better. CPU
+time per request is also shown as a multiple of the kernel floor's
+(``benches/floor_server``), the least any server can spend.
 """
 
 from __future__ import annotations
@@ -13,6 +15,17 @@ from dataclasses import dataclass, field
 from benches.harness import Load
 
 FERRO = "ferrowsgi"
+FLOOR = "floor"  # the kernel floor server, the unit of CPU time per request
+
+
+@dataclass
+class Sample:
+    """What one run of one server on one workload measured."""
+
+    load: Load
+    rss_kib: int  # the worker's, after the load
+    baseline: Load | None = None  # c10k: the same load without the idle connections
+    idle_kib: float | None = None  # c10k: worker RSS per idle connection, KiB
 
 
 @dataclass
@@ -22,6 +35,17 @@ class Cell:
     loads: list[Load] = field(default_factory=list)
     rss_kib: list[int] = field(default_factory=list)
     failure: str | None = None
+    shown: str | None = None  # the tables' short text for the failure, else "failed"
+    baselines: list[Load] = field(default_factory=list)  # c10k only, as below
+    idle_kib: list[float] = field(default_factory=list)
+
+    def add(self, sample: Sample) -> None:
+        """Record one pass."""
+        self.loads.append(sample.load)
+        self.rss_kib.append(sample.rss_kib)
+        if sample.baseline is not None and sample.idle_kib is not None:
+            self.baselines.append(sample.baseline)
+            self.idle_kib.append(sample.idle_kib)
 
     def _median(self, values: list[float]) -> float | None:
         return statistics.median(values) if values and self.failure is None else None
@@ -41,6 +65,24 @@ class Cell:
     def rss_mib(self) -> float | None:
         """Median worker RSS after the run, MiB."""
         return self._median([x / 1024 for x in self.rss_kib])
+
+    def cpu_us(self) -> float | None:
+        """Median server CPU time per request, µs."""
+        return self._median([x.cpu_us for x in self.loads if x.cpu_us is not None])
+
+    def idle_ratio(self) -> float | None:
+        """c10k: median over the passes of req/s with the idle connections ÷ without."""
+        pairs = zip(self.loads, self.baselines)
+        return self._median([x.requests_per_s / b.requests_per_s for x, b in pairs])
+
+    def idle_cpu_ratio(self) -> float | None:
+        """c10k: median over the passes of CPU per request with the idle connections ÷ without."""
+        pairs = [(x.cpu_us, b.cpu_us) for x, b in zip(self.loads, self.baselines)]
+        return self._median([x / b for x, b in pairs if x is not None and b])
+
+    def idle_kib_median(self) -> float | None:
+        """c10k: median worker RSS per idle connection, KiB."""
+        return self._median(self.idle_kib)
 
 
 @dataclass
@@ -83,24 +125,53 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     return lines + ["| " + " | ".join(row) + " |" for row in rows]
 
 
+# How each metric is shown; "rps" is shown by throughput().
+_FORMATS = {
+    "p99": "{:.2f} ms",
+    "rss": "{:.1f} MiB",
+    "cpu": "{:.2f} µs",
+    "cpu_floor": "{:.1f}×",
+    "idle_ratio": "{:.2f}×",
+    "idle_cpu_ratio": "{:.2f}×",
+    "idle_kib": "{:.2f} KiB",
+}
+# Metrics where less is better (the others: more is better).
+LOWER_IS_BETTER = ("p99", "rss", "cpu", "cpu_floor", "idle_cpu_ratio", "idle_kib")
+
+
 def _value(report: Report, workload: str, server: str, metric: str) -> str:
     cell = report.cell(workload, server)
     if cell is None:
         return "—"
     if cell.failure is not None:
-        return "failed"
-    if metric == "rss":
-        return f"{cell.rss_mib():.1f} MiB" if cell.rss_kib else "—"
-    if metric == "p99":
-        return f"{cell.p99():.2f} ms"
-    return throughput(report, workload, cell.rps())
+        return cell.shown or "failed"
+    if metric == "rps":
+        return throughput(report, workload, cell.rps())
+    value = _metric(report, workload, server, metric)
+    return "—" if value is None else _FORMATS[metric].format(value)
 
 
 def _rows(report: Report) -> list[tuple[str, str, str]]:
     """(row label, workload, metric) of the summary and ratio tables."""
     rows = [(w, w, "rps") for w in report.workloads]
     if "hello" in report.workloads:
-        rows += [("hello p99", "hello", "p99"), ("RSS after hello", "hello", "rss")]
+        rows += [
+            ("hello p99", "hello", "p99"),
+            ("RSS after hello", "hello", "rss"),
+            ("hello: server CPU per request", "hello", "cpu"),
+            ("hello: CPU per request ÷ floor's", "hello", "cpu_floor"),
+        ]
+    if "pipelined" in report.workloads:
+        rows += [
+            ("pipelined: server CPU per request", "pipelined", "cpu"),
+            ("pipelined: CPU per request ÷ floor's", "pipelined", "cpu_floor"),
+        ]
+    if "c10k" in report.workloads:
+        rows += [
+            ("c10k: req/s ÷ the same without idle connections", "c10k", "idle_ratio"),
+            ("c10k: CPU per request ÷ the same without", "c10k", "idle_cpu_ratio"),
+            ("c10k: worker RSS per idle connection", "c10k", "idle_kib"),
+        ]
     return rows
 
 
@@ -118,7 +189,23 @@ def _metric(report: Report, workload: str, server: str, metric: str) -> float | 
     cell = report.cell(workload, server)
     if cell is None:
         return None
-    return {"rps": cell.rps, "p99": cell.p99, "rss": cell.rss_mib}[metric]()
+    if metric == "cpu_floor":
+        ours, floor = cell.cpu_us(), _metric(report, workload, FLOOR, "cpu")
+        return ours / floor if ours is not None and floor else None
+    getters = {
+        "rps": cell.rps,
+        "p99": cell.p99,
+        "rss": cell.rss_mib,
+        "cpu": cell.cpu_us,
+        "idle_ratio": cell.idle_ratio,
+        "idle_cpu_ratio": cell.idle_cpu_ratio,
+        "idle_kib": cell.idle_kib_median,
+    }
+    return getters[metric]()
+
+
+# Metrics compared as ferrowsgi / peer (the others are ratios or near-zero already).
+_RATIO_METRICS = ("rps", "p99", "rss", "cpu")
 
 
 def ratio_table(report: Report) -> list[str]:
@@ -127,14 +214,17 @@ def ratio_table(report: Report) -> list[str]:
     header = ["ferrowsgi / peer", *map(report.label, peers)]
     rows = []
     for label, w, metric in _rows(report):
+        if metric not in _RATIO_METRICS:
+            continue
         ours = _metric(report, w, FERRO, metric)
         rows.append([label, *(_ratio(ours, _metric(report, w, p, metric)) for p in peers)])
     return _table(header, rows)
 
 
 def detail_table(report: Report) -> list[str]:
-    """One row per run: throughput, p50, p99, errors, each pass's req/s."""
-    header = ["workload", "server", "throughput", "p50", "p99", "errors", "req/s per pass"]
+    """One row per run: throughput, p50, p99, errors, CPU, each pass's req/s."""
+    header = ["workload", "server", "throughput", "p50", "p99", "errors", "CPU / request"]
+    header.append("req/s per pass (c10k: with idle connections / without)")
     rows = []
     for w in report.workloads:
         for s in report.servers:
@@ -146,22 +236,28 @@ def detail_table(report: Report) -> list[str]:
 
 def _detail(report: Report, workload: str, cell: Cell) -> list[str]:
     if cell.failure is not None:
-        return ["failed: " + cell.failure.replace("|", "/")[:200], "", "", "", ""]
-    passes = ", ".join(f"{x.requests_per_s:.0f}" for x in cell.loads)
+        return ["failed: " + cell.failure.replace("|", "/")[:200], "", "", "", "", ""]
+    passes = [f"{x.requests_per_s:.0f}" for x in cell.loads]
+    if cell.baselines:
+        passes = [f"{x} / {b.requests_per_s:.0f}" for x, b in zip(passes, cell.baselines)]
     errors = max(x.errors for x in cell.loads)
+    cpu = cell.cpu_us()
     return [
         throughput(report, workload, cell.rps()),
         f"{cell.p50():.2f} ms",
         f"{cell.p99():.2f} ms",
         str(errors),
-        passes,
+        "—" if cpu is None else f"{cpu:.2f} µs",
+        ", ".join(passes),
     ]
 
 
 BEST_PEER = "best peer"
-# Issue 5's targets: (text, workload, metric, peer | BEST_PEER | None, factor).
-# rps: ours ≥ factor × peer (or ≥ factor req/s when peer is None);
-# rss and p99: ours ≤ factor × peer.
+# Issues 5 and 9's targets: (text, workload, metric, peer | BEST_PEER | None, factor).
+# With a peer: ours ≥ factor × peer's, or ≤ for the LOWER_IS_BETTER metrics.
+# Without (None): ours ≥ factor itself, or ≤ for the LOWER_IS_BETTER metrics.
+# BEST_PEER is the fastest Python peer that did not fail: a server that does
+# not answer every pipelined request failed that run, so it is never ranked.
 TARGETS = [
     ("hello ≥ 1.2 × bjoern", "hello", "rps", "bjoern", 1.2),
     ("flask ≥ 1.1 × bjoern", "flask", "rps", "bjoern", 1.1),
@@ -171,6 +267,15 @@ TARGETS = [
     ("io ≥ 1.2 × granian", "io", "rps", "granian", 1.2),
     ("RSS after hello ≤ 1.3 × bjoern", "hello", "rss", "bjoern", 1.3),
     ("hello p99 ≤ bjoern's", "hello", "p99", "bjoern", 1.0),
+    (
+        "pipelined ≥ 1.2 × the best peer that answers every request",
+        "pipelined",
+        "rps",
+        BEST_PEER,
+        1.2,
+    ),
+    ("c10k: hello ≥ 0.9 × the same without idle connections", "c10k", "idle_ratio", None, 0.9),
+    ("c10k: ≤ 1 KiB worker RSS per idle connection", "c10k", "idle_kib", None, 1.0),
 ]
 _PYTHON_PEERS = ("bjoern", "granian", "uwsgi", "gunicorn", "waitress")
 
@@ -185,22 +290,25 @@ def _reference(report: Report, workload: str, metric: str, peer: str) -> float |
 def _target_row(report: Report, target: tuple) -> list[str]:
     text, workload, metric, peer, factor = target
     ours = _metric(report, workload, FERRO, metric)
-    if peer is None:
-        if not ours:
-            return [text, "not measured", "—"]
-        return [text, f"{ours:,.0f} req/s", "yes" if ours >= factor else "**no**"]
-    theirs = _reference(report, workload, metric, peer)
-    if not ours or not theirs:
+    if ours is None:
         return [text, "not measured", "—"]
-    ratio = ours / theirs
-    met = ratio >= factor if metric == "rps" else ratio <= factor
-    return [text, f"{ratio:.2f}×", "yes" if met else "**no**"]
+    if peer is None:
+        value = ours
+        shown = f"{ours:,.0f} req/s" if metric == "rps" else _FORMATS[metric].format(ours)
+    else:
+        theirs = _reference(report, workload, metric, peer)
+        if not ours or not theirs:
+            return [text, "not measured", "—"]
+        value = ours / theirs
+        shown = f"{value:.2f}×"
+    met = value <= factor if metric in LOWER_IS_BETTER else value >= factor
+    return [text, shown, "yes" if met else "**no**"]
 
 
 def targets_table(report: Report) -> list[str]:
-    """Each target of issue 5 with the measured ratio and whether it is met."""
+    """Each target of issues 5 and 9 with the measured value and whether it is met."""
     rows = [_target_row(report, t) for t in TARGETS if t[1] in report.workloads]
-    return _table(["target (issue 5)", "measured", "met"], rows)
+    return _table(["target (issues 5, 9)", "measured", "met"], rows)
 
 
 def failures_list(report: Report) -> list[str]:
@@ -219,7 +327,7 @@ def body(report: Report) -> list[str]:
         "",
         *summary_table(report),
         "",
-        "## ferrowsgi / peer (above 1 is better for throughput, below 1 for p99 and RSS)",
+        "## ferrowsgi / peer (above 1 is better for throughput, below 1 for p99, RSS, CPU)",
         "",
         *ratio_table(report),
         "",

@@ -1,18 +1,23 @@
-"""Side-by-side benchmark of ferrowsgi against its peers (issue 5).
+"""Side-by-side benchmark of ferrowsgi against its peers (issues 5 and 9).
 
     python benches/run.py [--duration 10] [--passes 2] [--only hello,flask,...]
-                          [--servers ferrowsgi,bjoern,...] [--smoke] [--write] [--no-build]
+                          [--servers ferrowsgi,bjoern,...] [--idle 10000]
+                          [--smoke] [--write] [--no-build]
 
 Each server runs ONE worker process pinned to core 0 (``taskset -c 0``) on
 127.0.0.1 and a free port; ``wrk -t1`` runs pinned to core 1. A fresh server is
 started for every (pass, workload, server): it is waited for (a TCP connect,
 never a fixed sleep), checked with one request (a fast wrong answer is not a
 result), warmed up (``--warmup``, 1 s), loaded for ``--duration`` seconds,
-and its worker's RSS read. The table shows the median of the passes, the ratios ferrowsgi /
-peer, and issue 5's targets; ``--write`` also writes ``benches/RESULTS.md``.
+and its worker's RSS read. The server's CPU time per request is measured
+over the load (every process of the server, from /proc). The table shows the
+median of the passes, the ratios ferrowsgi / peer, and issues 5 and 9's
+targets; ``--write`` also writes ``benches/RESULTS.md``. What each workload
+does: benches/workloads.py (``pipelined`` and ``c10k`` included).
 
-Also measured: the no-Python ceiling (``benches/ceiling``, a hyper server) on
-hello, and the Python floor (``benches/floor.py``).
+Also measured: the no-Python ceiling (``benches/ceiling``, a hyper server),
+the kernel floor (``benches/floor_server``, epoll and a fixed answer: the unit
+of CPU time per request), and the Python floor (``benches/floor.py``).
 
 ``--smoke``: 2 s, one pass, ferrowsgi alone on hello (to keep this script working).
 ``--no-build``: use the ferrowsgi already in benches/.venv, else the one on PATH,
@@ -33,130 +38,19 @@ import signal
 import statistics
 import subprocess
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benches import harness, install  # noqa: E402
-from benches.apps import BIG_SIZE, HELLO  # noqa: E402
-from benches.harness import BenchError, Load  # noqa: E402
-from benches.report import FERRO, Cell, Report, body  # noqa: E402
+from benches import harness, install, workloads  # noqa: E402
+from benches.harness import BenchError  # noqa: E402
+from benches.report import FERRO, Cell, Report, Sample, body  # noqa: E402
+from benches.servers import LABELS, NOTES, SERVERS, server_argv, server_env  # noqa: E402
+from benches.workloads import WORKLOADS  # noqa: E402
 
 ROOT = install.ROOT
 RESULTS = ROOT / "benches" / "RESULTS.md"
-POST_BODY = b"x" * 65536
-
-
-@dataclass(frozen=True)
-class Workload:
-    """One load: the app (``module:callable``), wrk's connections, the answer to expect."""
-
-    app: str
-    connections: int
-    check: Callable[[bytes], bool]
-    post: bool = False  # POST 64 KiB (wrk script benches/post.lua)
-    bytes_per_request: int = 0  # report GB/s of this many body bytes per request
-
-
-WORKLOADS = {
-    "hello": Workload("benches.apps:hello", 50, lambda b: b == HELLO),
-    "flask": Workload("benches.flask_app:app", 50, lambda b: json.loads(b).get("id") == 42),
-    "big": Workload(
-        "benches.apps:big", 10, lambda b: len(b) == BIG_SIZE, bytes_per_request=BIG_SIZE
-    ),
-    "post": Workload(
-        "benches.apps:post", 10, lambda b: b == str(len(POST_BODY)).encode(), post=True
-    ),
-    "io": Workload("benches.apps:io", 100, lambda b: b == HELLO),
-}
-CPU_WORKLOADS = ("hello", "flask", "big", "post")
-
-
-@dataclass(frozen=True)
-class Command:
-    """How to start one server; ``{threads}`` is ``threads``, or ``io_threads`` on io."""
-
-    argv: str
-    threads: int = 1
-    io_threads: int = 1
-    workloads: tuple[str, ...] = (*CPU_WORKLOADS, "io")
-
-
-# Every server's command line. Placeholders: {ferrowsgi} {bin} (the venv's
-# bin/) {ceiling} {app} (module:callable) {module} {callable} {host} {port}
-# {threads}. All run with cwd = the repo root and PYTHONPATH set to it,
-# behind `taskset -c 0`.
-SERVERS = {
-    "ferrowsgi": Command(
-        "{ferrowsgi} {app} --bind {host}:{port} --threads {threads}",
-        io_threads=128,
-    ),
-    "bjoern": Command(
-        '{bin}/python -c "import bjoern, importlib; '
-        "app = getattr(importlib.import_module('{module}'), '{callable}'); "
-        "bjoern.run(app, '{host}', {port})\""
-    ),
-    "granian": Command(
-        "{bin}/granian --interface wsgi --workers 1 --host {host} --port {port} {app}"
-    ),
-    # --http-socket closes the connection after every response (wrk counts a
-    # read error each time); --http11-socket keeps it open, but then the one
-    # process serves one connection at a time and starves the other 49.
-    # No master process is the default (--master=false is not accepted).
-    "uwsgi": Command(
-        "{bin}/uwsgi --http-socket {host}:{port} --processes 1 --need-app "
-        "--disable-logging --die-on-term --module {app}",
-        workloads=CPU_WORKLOADS,
-    ),
-    "gunicorn": Command(
-        "{bin}/gunicorn -w 1 -k gthread --threads {threads} --bind {host}:{port} {app}",
-        io_threads=32,
-    ),
-    "waitress": Command("{bin}/waitress-serve --listen={host}:{port} {app}"),
-    "ceiling": Command("{ceiling} {host}:{port}", workloads=("hello",)),
-}
-LABELS = {"ceiling": "ceiling (no Python)"}
-NOTES = [
-    "uwsgi runs with --http-socket, which closes the connection after every response: "
-    "wrk reconnects for each request and counts each close as a read error (its errors "
-    "column). With --http11-socket one uwsgi process serves one connection at a time.",
-    "io: ferrowsgi --threads 128, gunicorn gthread --threads 32, granian and waitress "
-    "with their defaults, bjoern single-threaded (one request at a time by design); "
-    "uwsgi is not run.",
-    "Other workloads: ferrowsgi --threads 1, gunicorn -k gthread --threads 1.",
-    "big sets Content-Length, so no server uses chunked framing.",
-    "ceiling (no Python): benches/ceiling, hyper on a current-thread tokio runtime.",
-    "RSS is the worker's: ferrowsgi, gunicorn and granian start a master process and "
-    "one worker, and the master is not counted.",
-]
-
-
-def server_argv(name: str, workload: str, port: int, ferrowsgi: str) -> list[str]:
-    """The pinned command line of ``name`` serving ``workload`` on ``port``."""
-    command = SERVERS[name]
-    threads = command.io_threads if workload == "io" else command.threads
-    app = WORKLOADS[workload].app
-    module, _, attr = app.partition(":")
-    text = command.argv.format(
-        ferrowsgi=ferrowsgi,
-        bin=install.BIN,
-        ceiling=install.CEILING_BIN,
-        app=app,
-        module=module,
-        callable=attr,
-        host=harness.HOST,
-        port=port,
-        threads=threads,
-    )
-    return ["taskset", "-c", "0", *shlex.split(text)]
-
-
-def server_env() -> dict[str, str]:
-    """The environment every server runs with."""
-    path = f"{install.BIN}{os.pathsep}{os.environ.get('PATH', '')}"
-    return dict(os.environ, PYTHONPATH=str(ROOT), PATH=path)
 
 
 @dataclass(frozen=True)
@@ -170,23 +64,20 @@ class Settings:
     servers: list[str]
     smoke: bool
     build: bool  # build ferrowsgi from the repository (not --no-build)
+    idle: int = 10_000  # c10k's idle connections
+
+    def nofile(self) -> int:
+        """Open files c10k needs, in this process and in the server alike."""
+        return self.idle + 1024
 
 
-def measure(settings: Settings, argv: list[str], port: int, name: str) -> tuple[Load, int]:
-    """One server on one workload: check, warm up, load; returns the load and RSS."""
+def measure(settings: Settings, argv: list[str], port: int, name: str) -> Sample:
+    """Start one server, measure it on one workload (benches/workloads.py), stop it."""
     work = WORKLOADS[name]
-    server = harness.start(argv, port, ROOT, server_env())
+    nofile = settings.nofile() if work.idle else 0
+    server = harness.start(argv, port, ROOT, server_env(), nofile)
     try:
-        status, answer = harness.fetch(port, POST_BODY if work.post else None)
-        if status != 200 or not work.check(answer):
-            raise BenchError(f"wrong answer: {status} {answer[:80]!r}")
-        script = ROOT / "benches" / "post.lua" if work.post else None
-        if settings.warmup > 0:
-            harness.run_wrk(port, work.connections, settings.warmup, script)
-        load = harness.run_wrk(port, work.connections, settings.seconds, script)
-        return load, harness.worker_rss_kib(server)
-    except (OSError, ValueError) as exc:  # urllib errors, JSON of a wrong body
-        raise BenchError(f"check request failed: {exc}") from exc
+        return workloads.measure(work, server, settings.seconds, settings.warmup, settings.idle)
     finally:
         harness.stop(server)
 
@@ -197,20 +88,33 @@ def run_one(settings: Settings, report: Report, workload: str, server: str, ferr
     if cell.failure is not None:
         return  # failed in an earlier pass: do not pay its timeout again
     port = harness.free_port()
+    argv = server_argv(server, workload, port, ferro, settings.idle)
+    name = f"  {workload:<9} {report.label(server):<22}"
     try:
-        load, rss = measure(settings, server_argv(server, workload, port, ferro), port, workload)
+        sample = measure(settings, argv, port, workload)
     except BenchError as exc:
-        cell.failure = str(exc)
-        print(f"  {workload:<6} {report.label(server):<20} FAILED: {exc}", flush=True)
+        cell.failure, cell.shown = str(exc), exc.shown
+        print(f"{name} FAILED: {exc}", flush=True)
         return
-    cell.loads.append(load)
-    cell.rss_kib.append(rss)
-    print(
-        f"  {workload:<6} {report.label(server):<20} {load.requests_per_s:>10,.0f} req/s"
-        f"  p50 {load.p50_ms:.2f} ms  p99 {load.p99_ms:.2f} ms  errors {load.errors}"
-        f"  RSS {rss / 1024:.1f} MiB",
-        flush=True,
+    cell.add(sample)
+    print(f"{name} {_summary(sample)}", flush=True)
+
+
+def _summary(sample: Sample) -> str:
+    """One run's figures, on one line."""
+    load = sample.load
+    line = (
+        f"{load.requests_per_s:>10,.0f} req/s  p50 {load.p50_ms:.2f} ms"
+        f"  p99 {load.p99_ms:.2f} ms  errors {load.errors}  RSS {sample.rss_kib / 1024:.1f} MiB"
     )
+    if load.cpu_us is not None:
+        line += f"  CPU {load.cpu_us:.2f} µs/req"
+    if sample.baseline is not None and sample.idle_kib is not None:
+        line += (
+            f"  (without idle: {sample.baseline.requests_per_s:,.0f} req/s;"
+            f" {sample.idle_kib:.2f} KiB per idle connection)"
+        )
+    return line
 
 
 def run_passes(settings: Settings, report: Report, ferro: str) -> None:
@@ -287,12 +191,15 @@ def results_md(report: Report, settings: Settings, bounds: list[str], load: str)
         f"{load_average()} at the end (other work shares the machine)",
         f"- Command: `{command.strip()}`",
         f"- ferrowsgi: {versions.get('ferrowsgi', '?')}, "
-        + (f"built from this repository at {git_state()}" if settings.build else "not rebuilt"),
+        + (f"built from this repository at {git_state()}" if settings.build else "not rebuilt")
+        + ("" if FERRO in settings.servers else " (not run)"),
         "- Peers: " + ", ".join(f"{d} {v}" for d, v in sorted(versions.items()) if d != FERRO),
         f"- Python {platform.python_version()}; {settings.passes} pass(es) of "
         f"{settings.seconds:g} s after a {settings.warmup:g} s warm-up, median shown",
         "- Method: one worker process pinned to core 0, `wrk -t1 --latency` pinned to core 1, "
-        "keep-alive, a fresh server per run; GB/s counts response body bytes (10^9)",
+        "keep-alive, a fresh server per run; GB/s counts response body bytes (10^9); "
+        "CPU per request: utime + stime of the server's processes over the load ÷ requests "
+        f"done; c10k with {settings.idle:,} idle connections",
         "",
         *bounds,
         "",
@@ -313,6 +220,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=1, help="seconds of warm-up per run")
     parser.add_argument("--only", default=",".join(WORKLOADS), help="workloads, comma-separated")
     parser.add_argument("--servers", default=",".join(SERVERS), help="servers, comma-separated")
+    parser.add_argument("--idle", type=int, default=10_000, help="c10k's idle connections")
     parser.add_argument("--smoke", action="store_true", help="2 s, 1 pass, ferrowsgi on hello")
     parser.add_argument("--write", action="store_true", help="write benches/RESULTS.md")
     parser.add_argument(
@@ -331,24 +239,37 @@ def settings_from(args: argparse.Namespace) -> Settings:
     """Settings for the run; --smoke overrides duration, passes, workloads and servers."""
     if args.smoke:
         return Settings(2, args.warmup, 1, ["hello"], [FERRO], True, not args.no_build)
-    workloads = [w for w in WORKLOADS if w in args.only.split(",")]
+    chosen = [w for w in WORKLOADS if w in args.only.split(",")]
     servers = [s for s in SERVERS if s in args.servers.split(",")]
     return Settings(
-        args.duration, args.warmup, args.passes, workloads, servers, False, not args.no_build
+        args.duration,
+        args.warmup,
+        args.passes,
+        chosen,
+        servers,
+        False,
+        not args.no_build,
+        max(1, args.idle),
     )
 
 
 def prepare(settings: Settings) -> tuple[Report, str]:
-    """Venv, peers, ferrowsgi and the ceiling; returns the empty report and ferrowsgi's command."""
+    """Venv, peers, ferrowsgi, Rust servers; returns the empty report and ferrowsgi's command."""
     sizes = {w: WORKLOADS[w].bytes_per_request for w in settings.workloads}
     report = Report(settings.workloads, settings.servers, sizes, labels=LABELS, notes=NOTES)
     install.ensure_venv()
     peers = [s for s in settings.servers if s in install.PEER_DISTS]
     report.failures.update(install.install_peers(peers, "flask" in settings.workloads))
-    if "ceiling" in settings.servers:
-        why = install.build_ceiling()
+    for crate in install.CRATES:
+        why = install.build_crate(crate) if crate in settings.servers else None
         if why:
-            report.failures["ceiling"] = f"cargo build failed: {why}"
+            report.failures[crate] = f"cargo build failed: {why}"
+    if "c10k" in settings.workloads:
+        limit = harness.raise_nofile(settings.nofile())
+        if limit < settings.nofile():
+            print(f"open files limited to {limit}: c10k may fail", flush=True)
+    if FERRO not in settings.servers:
+        return report, ""  # peers alone: nothing of ferrowsgi to build or find
     return report, install.install_ferrowsgi(settings.build)
 
 
@@ -361,7 +282,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"SKIPPED: wrk is not installed and could not be installed ({why})")
         return 0
     report, ferro = prepare(settings)
-    print(f"ferrowsgi: {ferro}", flush=True)
+    if ferro:
+        print(f"ferrowsgi: {ferro}", flush=True)
     bounds = [] if settings.smoke else [measure_floor(settings.passes)]
     run_passes(settings, report, ferro)
     print("\n" + "\n".join(["", *bounds, "", *body(report)]))

@@ -32,6 +32,7 @@ use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, Sleep};
 
+use super::buffers::{self, READ_CHUNK};
 use super::encode::{self, BodyFraming, Shape};
 use super::head::{Framing, Head};
 use super::reader::{Event, Reader};
@@ -70,8 +71,6 @@ impl Transport for UnixStream {
     }
 }
 
-/// Room made in the read buffer per read, bytes.
-const READ_CHUNK: usize = 16 * 1024;
 /// Pending output is written once it reaches this size, bytes.
 const FLUSH_AT: usize = 64 * 1024;
 /// Body chunks at least this large are written from where they are, in
@@ -170,10 +169,10 @@ impl<S: Transport> Conn<S> {
                     if self.buf.is_empty() {
                         // Idle: give the buffers back (c10k: an idle
                         // connection holds no buffer).
-                        self.buf = BytesMut::new();
                         if self.flush().await.is_err() {
                             return End::Gone;
                         }
+                        buffers::give_back(std::mem::take(&mut self.buf));
                         self.out = Vec::new();
                     } else {
                         self.state.on(state::Event::HeadBytes);
@@ -485,6 +484,9 @@ impl<S: Transport> Conn<S> {
     /// Makes room in the read buffer for the next read: what the reader
     /// waits for (a whole body at once), and at least `READ_CHUNK`.
     fn make_room(&mut self) {
+        if self.buf.capacity() == 0 {
+            self.buf = buffers::take();
+        }
         let len = self.buf.len();
         let want = self.reader.wants(len);
         if self.buf.capacity() - len < 1024 || self.buf.capacity() < want {

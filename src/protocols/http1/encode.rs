@@ -56,23 +56,28 @@ pub fn head(
     shape: Shape,
 ) -> (BodyFraming, bool) {
     status_line(out, status, reason);
-    let declared = headers.contains_key(CONTENT_LENGTH);
-    let framing = framing(status, headers, declared, shape);
-    let mut close = shape.close || framing == BodyFraming::UntilClose;
+    // One pass over the headers: written out, and what framing needs noted.
+    let mut seen = Seen::default();
     for (name, value) in headers {
-        if name == CONNECTION {
-            close |= value.as_bytes().eq_ignore_ascii_case(b"close");
+        if name == CONTENT_LENGTH {
+            seen.content_length = parse_length(value.as_bytes());
+        } else if name == DATE {
+            seen.date = true;
+        } else if name == CONNECTION {
+            seen.connection = true;
+            seen.close |= value.as_bytes().eq_ignore_ascii_case(b"close");
         }
         title_case(out, name.as_str().as_bytes());
         out.extend_from_slice(b": ");
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
-    if !headers.contains_key(DATE) {
+    if !seen.date {
         date(out);
     }
+    let framing = framing(status, seen.content_length, shape);
     match framing {
-        BodyFraming::Length(n) if !declared => {
+        BodyFraming::Length(n) if seen.content_length.is_none() => {
             out.extend_from_slice(b"Content-Length: ");
             out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
             out.extend_from_slice(b"\r\n");
@@ -80,7 +85,8 @@ pub fn head(
         BodyFraming::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
         _ => {}
     }
-    if !headers.contains_key(CONNECTION) {
+    let close = shape.close || seen.close || framing == BodyFraming::UntilClose;
+    if !seen.connection {
         if close {
             out.extend_from_slice(b"Connection: close\r\n");
         } else if shape.http10 {
@@ -91,7 +97,25 @@ pub fn head(
     (framing, close)
 }
 
-fn framing(status: StatusCode, headers: &HeaderMap, declared: bool, s: Shape) -> BodyFraming {
+/// What the response headers say about framing and persistence.
+#[derive(Default)]
+struct Seen {
+    content_length: Option<u64>,
+    date: bool,
+    connection: bool,
+    close: bool,
+}
+
+/// A Content-Length value (`start_response` checked it is 1*DIGIT).
+fn parse_length(value: &[u8]) -> Option<u64> {
+    let digits = super::head::trim(value);
+    if digits.is_empty() || digits.len() > 19 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(digits.iter().fold(0, |n, &d| n * 10 + u64::from(d - b'0')))
+}
+
+fn framing(status: StatusCode, declared: Option<u64>, s: Shape) -> BodyFraming {
     let bodiless = s.head_request
         || status.is_informational()
         || status == StatusCode::NO_CONTENT
@@ -99,19 +123,10 @@ fn framing(status: StatusCode, headers: &HeaderMap, declared: bool, s: Shape) ->
     if bodiless {
         return BodyFraming::Bodiless;
     }
-    if declared {
-        let n = headers
-            .get(CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse().ok());
-        if let Some(n) = n {
-            return BodyFraming::Length(n);
-        }
-    }
-    match s.known_len {
-        Some(n) => BodyFraming::Length(n),
-        None if s.http10 => BodyFraming::UntilClose,
-        None => BodyFraming::Chunked,
+    match (declared, s.known_len) {
+        (Some(n), _) | (None, Some(n)) => BodyFraming::Length(n),
+        (None, None) if s.http10 => BodyFraming::UntilClose,
+        (None, None) => BodyFraming::Chunked,
     }
 }
 
@@ -150,11 +165,11 @@ fn prebuilt(status: StatusCode) -> Option<&'static [u8]> {
 /// `content-type` → `Content-Type` (the case most clients and tools expect).
 fn title_case(out: &mut Vec<u8>, name: &[u8]) {
     let mut upper = true;
-    out.extend(name.iter().map(|&b| {
-        let c = if upper { b.to_ascii_uppercase() } else { b };
+    out.reserve(name.len());
+    for &b in name {
+        out.push(if upper { b.to_ascii_uppercase() } else { b });
         upper = b == b'-';
-        c
-    }));
+    }
 }
 
 /// The `Date: ...\r\n` line, rebuilt at most once a second (RFC 9110 §6.6.1).
@@ -178,9 +193,13 @@ fn date(out: &mut Vec<u8>) {
     });
 }
 
-/// The size line of one chunk (RFC 9112 §7.1).
+/// The size line of one chunk (RFC 9112 §7.1), in hexadecimal.
 pub fn chunk_size(out: &mut Vec<u8>, len: usize) {
-    out.extend_from_slice(format!("{len:X}\r\n").as_bytes());
+    let digits = (usize::BITS - len.leading_zeros()).div_ceil(4).max(1);
+    for i in (0..digits).rev() {
+        out.push(b"0123456789ABCDEF"[(len >> (i * 4)) & 0xF]);
+    }
+    out.extend_from_slice(b"\r\n");
 }
 
 /// The last chunk and an empty trailer section.

@@ -63,7 +63,7 @@ pub struct Head {
 }
 
 /// Where a field line lies in the head: name and value, as byte ranges.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 struct Span {
     name: (u32, u32),
     value: (u32, u32),
@@ -106,17 +106,19 @@ pub fn parse(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Head>, Reject
         return Ok(None);
     }
     if limits.max_fields < STACK_FIELDS {
-        let mut spans = [Span::default(); STACK_FIELDS];
+        // Not zeroed: `tokenize` writes each span before it is read.
+        let mut spans = [MaybeUninit::<Span>::uninit(); STACK_FIELDS];
         parse_with(buf, limits, &mut spans[..=limits.max_fields])
     } else {
-        parse_with(buf, limits, &mut vec![Span::default(); limits.max_fields + 1])
+        let mut spans = vec![MaybeUninit::<Span>::uninit(); limits.max_fields + 1];
+        parse_with(buf, limits, &mut spans)
     }
 }
 
 fn parse_with(
     buf: &mut BytesMut,
     limits: &Limits,
-    spans: &mut [Span],
+    spans: &mut [MaybeUninit<Span>],
 ) -> Result<Option<Head>, Rejection> {
     let tokens = match tokenize(buf, spans) {
         Ok(Some(tokens)) => tokens,
@@ -126,12 +128,18 @@ fn parse_with(
         Err(e) => return Err(reject(400, error_reason(e))),
     };
     let head = buf.split_to(tokens.len).freeze();
-    check_line_ends(&head)?;
-    build(&head, &tokens, &spans[..tokens.fields], limits).map(Some)
+    // SAFETY: `tokenize` wrote the first `tokens.fields` spans, and a
+    // `MaybeUninit<Span>` has the layout of a `Span`.
+    let spans = unsafe { &*(&raw const spans[..tokens.fields] as *const [Span]) };
+    check_line_ends(&head, spans)?;
+    build(&head, &tokens, spans, limits).map(Some)
 }
 
 /// Runs httparse; `Ok(None)` while the head is incomplete.
-fn tokenize(buf: &[u8], spans: &mut [Span]) -> Result<Option<Tokens>, httparse::Error> {
+fn tokenize(
+    buf: &[u8],
+    spans: &mut [MaybeUninit<Span>],
+) -> Result<Option<Tokens>, httparse::Error> {
     // An array of `MaybeUninit`: nothing is written until httparse fills it.
     let mut headers: [MaybeUninit<httparse::Header<'_>>; STACK_FIELDS] =
         [const { MaybeUninit::uninit() }; STACK_FIELDS];
@@ -152,10 +160,10 @@ fn tokenize(buf: &[u8], spans: &mut [Span]) -> Result<Option<Tokens>, httparse::
     let range = |s: &[u8]| at(s)..at(s) + s.len();
     for (span, field) in spans.iter_mut().zip(req.headers.iter()) {
         let (name, value) = (range(field.name.as_bytes()), range(field.value));
-        *span = Span {
+        span.write(Span {
             name: (name.start as u32, name.end as u32),
             value: (value.start as u32, value.end as u32),
-        };
+        });
     }
     // Complete: httparse filled method, path and version.
     let (Some(method), Some(path), Some(minor)) = (req.method, req.path, req.version) else {
@@ -225,10 +233,13 @@ fn error_reason(e: httparse::Error) -> &'static str {
     }
 }
 
-/// A bare LF (one not after a CR) anywhere in the head is refused.
-fn check_line_ends(head: &[u8]) -> Result<(), Rejection> {
-    let bare = memchr::memchr_iter(b'\n', head).any(|i| i == 0 || head[i - 1] != b'\r');
-    if bare {
+/// A bare LF (one not after a CR) anywhere in the head is refused. httparse
+/// admits LF only as a line end (and CR only before LF), so it is enough
+/// to look where lines end: before each field line, and at the very end.
+fn check_line_ends(head: &[u8], spans: &[Span]) -> Result<(), Rejection> {
+    let crlf_before = |at: usize| at >= 2 && &head[at - 2..at] == b"\r\n";
+    let fields_ok = spans.iter().all(|s| crlf_before(s.name.0 as usize));
+    if !fields_ok || !head.ends_with(b"\r\n\r\n") {
         return Err(reject(400, "bare LF in the request head"));
     }
     Ok(())
@@ -251,7 +262,9 @@ struct Fields {
 
 /// Applies the rules to a complete head and builds the request.
 fn build(head: &Bytes, t: &Tokens, spans: &[Span], limits: &Limits) -> Result<Head, Rejection> {
-    let request_line = memchr::memchr(b'\r', head).unwrap_or(head.len());
+    // The request line ends where the first field line (or the empty line
+    // ending the head) begins, less its CRLF.
+    let request_line = spans.first().map_or(head.len() - 4, |s| s.name.0 as usize - 2);
     if request_line > limits.max_request_line {
         return Err(reject(414, "request line too long"));
     }

@@ -9,6 +9,8 @@
 //!   body framing.
 //! - `state.rs`: the connection's states and allowed transitions, as data,
 //!   and its timers.
+//! - `buffers.rs`: read buffers lent to connections while they have bytes
+//!   to handle, and taken back when they go idle.
 //! - `conn.rs`: the connection driver: reads, dispatches to the gateway
 //!   through `exchange::Dispatch`, writes (head and body in one `writev`;
 //!   answers to pipelined requests that are ready together in one write).
@@ -17,6 +19,7 @@
 //! 4xx/5xx written directly (with `Connection: close`), then the connection
 //! closes after a short lingering read, so the client sees the answer.
 
+pub mod buffers;
 pub mod conn;
 pub mod encode;
 pub mod head;
