@@ -298,14 +298,23 @@ fn port_text(py: Python<'_>, port: u16) -> Bound<'_, PyString> {
     latin1(py, &digits[at..])
 }
 
-/// A latin-1 decoded native string (PEP 3333, "Unicode Issues").
+/// A latin-1 decoded native string (PEP 3333, "Unicode Issues"): one call
+/// into CPython's own latin-1 decoder, which also makes the compact ASCII
+/// form when every byte is ASCII (no UTF-8 validation on the way).
 pub fn latin1<'py>(py: Python<'py>, bytes: &[u8]) -> Bound<'py, PyString> {
-    match std::str::from_utf8(bytes) {
-        Ok(s) if bytes.is_ascii() => PyString::new(py, s),
-        _ => PyString::new(
-            py,
-            &bytes.iter().map(|&b| char::from(b)).collect::<String>(),
-        ),
+    // SAFETY: the pointer and length describe `bytes`, which CPython copies;
+    // latin-1 decoding cannot fail, so NULL means only out of memory.
+    let decoded = unsafe {
+        let ptr = pyo3::ffi::PyUnicode_DecodeLatin1(
+            bytes.as_ptr().cast(),
+            bytes.len() as pyo3::ffi::Py_ssize_t,
+            std::ptr::null(),
+        );
+        Bound::from_owned_ptr_or_err(py, ptr)
+    };
+    match decoded.map(|s| s.cast_into::<PyString>()) {
+        Ok(Ok(s)) => s,
+        _ => PyString::new(py, ""), // out of memory: the next allocation fails too
     }
 }
 
