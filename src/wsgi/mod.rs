@@ -2,9 +2,9 @@
 //!
 //! `Gateway::handle` runs on a Python thread with the GIL held: it builds the
 //! environ (`environ.rs`), calls the application with a `start_response`
-//! (`start_response.rs`), and sends what comes back (`response.rs`). Errors
-//! never escape: every failure becomes a 500 or a closed connection, and a
-//! log line (`errors.rs`).
+//! (`start_response.rs`), and sends what comes back (`response.rs` runs the
+//! result into the `responder.rs` state machine). Errors never escape: every
+//! failure becomes a 500 or a closed connection, and a log line (`errors.rs`).
 
 pub mod dispatch;
 pub mod environ;
@@ -12,6 +12,7 @@ pub mod errors;
 pub mod file_wrapper;
 pub mod input;
 pub mod pool;
+pub mod responder;
 pub mod response;
 pub mod start_response;
 
@@ -22,7 +23,8 @@ use crate::exchange::Job;
 use crate::log::{self, Severity};
 use crate::wsgi::environ::EnvironTemplate;
 use crate::wsgi::errors::Failure;
-use crate::wsgi::response::{Responder, Resume};
+use crate::wsgi::responder::Responder;
+use crate::wsgi::response::Resume;
 use crate::wsgi::start_response::StartResponse;
 
 /// The application and what is needed to call it.

@@ -11,7 +11,7 @@
 //! - a second call is an error unless `exc_info` is given; with `exc_info`
 //!   after the headers went out, the exception is re-raised.
 //! - nothing is sent here: headers go out with the first non-empty body
-//!   chunk (`response.rs`), so start_response may be called lazily.
+//!   chunk (`responder.rs`), so start_response may be called lazily.
 
 use std::sync::{Mutex, MutexGuard};
 
@@ -23,7 +23,7 @@ use pyo3::types::{PyBytes, PyString, PyTuple};
 
 use crate::exchange::SERVER_HEADER;
 use crate::wsgi::errors::Failure;
-use crate::wsgi::response::{Head, Responder};
+use crate::wsgi::responder::{Head, Responder};
 
 /// Headers a WSGI application must not set (RFC 9110 §7.6.1 and PEP 3333).
 const HOP_BY_HOP: [&str; 8] = [
