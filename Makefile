@@ -15,6 +15,10 @@ deps:                    ## everything the tests need (Python packages, Rust com
 	rustup component add rustfmt clippy >/dev/null 2>&1 || true
 	command -v ss >/dev/null || { command -v apt-get >/dev/null && \
 		(apt-get update -qq && apt-get install -y -qq iproute2 >/dev/null); } || true
+	command -v nginx >/dev/null || test -x /usr/sbin/nginx || { command -v apt-get >/dev/null && \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+		 apt-get install -y -qq --no-install-recommends nginx >/dev/null 2>&1); } || \
+		echo "make deps: could not install nginx; tests/test_nginx.py will be skipped" >&2
 
 lint:                    ## formatting and lints, Rust and Python
 	cargo fmt --check

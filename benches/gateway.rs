@@ -19,8 +19,8 @@ use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use ferrowsgi::config::{BindAddr, ServerConfig};
-use ferrowsgi::exchange::{Job, Request, RequestBody, ResponseStart};
 use ferrowsgi::exchange::LocalAddr;
+use ferrowsgi::exchange::{Job, Request, RequestBody, ResponseStart};
 use ferrowsgi::wsgi::environ::{latin1, EnvironTemplate};
 use ferrowsgi::wsgi::Gateway;
 use hyper::header::{HeaderName, HeaderValue};

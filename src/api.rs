@@ -14,9 +14,9 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 
 use crate::config::{seconds, BindAddr, ConfigError, ServerConfig};
+use crate::exchange::LocalAddr;
 use crate::log::{self, Severity};
 use crate::runner::{self, RunArgs};
-use crate::exchange::LocalAddr;
 use crate::server::listener::StdListener;
 use crate::shutdown::{self, ShutdownSignal, ShutdownTrigger};
 use crate::wsgi::pool::PoolStats;

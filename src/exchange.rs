@@ -81,10 +81,152 @@ pub struct ResponseStart {
     pub status: StatusCode,
     /// Reason phrase, when the application's differs from the standard one.
     pub reason: Option<Bytes>,
-    /// Response headers (validated by `start_response`).
-    pub headers: HeaderMap,
+    /// Response header fields (validated by `start_response`).
+    pub headers: ResponseHeaders,
     /// The body.
     pub body: BodySource,
+}
+
+/// Response header fields, validated once and kept as the bytes they go
+/// out as: `Name: value` lines, in order, names in the case the
+/// application gave them. An HTTP/1.1 engine writes the block as it is; an
+/// engine that needs a map builds one ([`ResponseHeaders::to_header_map`]).
+#[derive(Debug, Clone, Default)]
+pub struct ResponseHeaders {
+    /// `Name: value\r\n` per field.
+    block: Vec<u8>,
+    /// The Content-Length field's value, when there is one, bytes.
+    content_length: Option<u64>,
+    /// Whether a Date field is there (the server adds one otherwise).
+    date: bool,
+    /// Whether a Server field is there.
+    server: bool,
+    /// Whether a `Connection: close` field is there.
+    close: bool,
+}
+
+/// Why a response header field was refused (RFC 9110 §5.1, §5.5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldError {
+    /// The name is empty or not a token.
+    Name,
+    /// The value holds CR, LF, NUL or another control character but HTAB.
+    Value,
+}
+
+impl ResponseHeaders {
+    /// No fields, with room for `bytes` bytes of them.
+    pub fn with_capacity(bytes: usize) -> Self {
+        ResponseHeaders {
+            block: Vec::with_capacity(bytes),
+            ..Self::default()
+        }
+    }
+
+    /// Appends the field `name: value` (value bytes are latin-1).
+    ///
+    /// # Errors
+    /// [`FieldError`] when the name is not a token (RFC 9110 §5.6.2) or the
+    /// value holds a control character other than HTAB (§5.5): a response
+    /// split is never written.
+    pub fn push(&mut self, name: &[u8], value: &[u8]) -> Result<(), FieldError> {
+        if name.is_empty() || !name.iter().all(|&b| is_tchar(b)) {
+            return Err(FieldError::Name);
+        }
+        if value.iter().any(|&b| (b < b' ' && b != b'\t') || b == 0x7f) {
+            return Err(FieldError::Value);
+        }
+        self.note(name, value);
+        self.block.extend_from_slice(name);
+        self.block.extend_from_slice(b": ");
+        self.block.extend_from_slice(value);
+        self.block.extend_from_slice(b"\r\n");
+        Ok(())
+    }
+
+    /// Records what the server must know of a field it does not write itself.
+    fn note(&mut self, name: &[u8], value: &[u8]) {
+        let is = |known: &str| name.eq_ignore_ascii_case(known.as_bytes());
+        match name.len() {
+            4 if is("date") => self.date = true,
+            6 if is("server") => self.server = true,
+            10 if is("connection") => self.close |= value.eq_ignore_ascii_case(b"close"),
+            14 if is("content-length") => self.content_length = parse_digits(value),
+            _ => {}
+        }
+    }
+
+    /// Sets Content-Length to `n` bytes (a field is appended).
+    pub fn set_content_length(&mut self, n: u64) {
+        let mut digits = itoa::Buffer::new();
+        let _ = self.push(b"Content-Length", digits.format(n).as_bytes());
+    }
+
+    /// The Content-Length field's value, if there is one, bytes.
+    pub fn content_length(&self) -> Option<u64> {
+        self.content_length
+    }
+
+    /// Whether a Date field is there.
+    pub fn has_date(&self) -> bool {
+        self.date
+    }
+
+    /// Whether a Server field is there.
+    pub fn has_server(&self) -> bool {
+        self.server
+    }
+
+    /// Whether `Connection: close` is there.
+    pub fn has_close(&self) -> bool {
+        self.close
+    }
+
+    /// The fields as they go out: `Name: value\r\n` lines.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.block
+    }
+
+    /// The fields, in order, as (name, value).
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.block
+            .split(|&b| b == b'\n')
+            .filter(|line| !line.is_empty())
+            .filter_map(|line| {
+                let line = line.strip_suffix(b"\r")?;
+                let colon = line.iter().position(|&b| b == b':')?;
+                Some((&line[..colon], &line[colon + 2..]))
+            })
+    }
+
+    /// The fields as a map (for engines that need one, such as HTTP/2's).
+    pub fn to_header_map(&self) -> HeaderMap {
+        let mut map = HeaderMap::with_capacity(8);
+        for (name, value) in self.iter() {
+            // Both were validated by `push`, so neither conversion fails.
+            if let (Ok(name), Ok(value)) = (
+                http::HeaderName::from_bytes(name),
+                http::HeaderValue::from_bytes(value),
+            ) {
+                map.append(name, value);
+            }
+        }
+        map
+    }
+}
+
+/// `1*DIGIT` (with optional whitespace) as a number.
+fn parse_digits(value: &[u8]) -> Option<u64> {
+    let text = std::str::from_utf8(value).ok()?.trim_matches([' ', '\t']);
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse().ok()
+}
+
+/// tchar (RFC 9110 §5.6.2).
+pub fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 /// Where the response body comes from.
@@ -142,15 +284,12 @@ impl ResponseStart {
     /// `close`: add `Connection: close`, for errors after which the rest of
     /// the connection's bytes cannot be trusted (RFC 9112 §9.6).
     pub fn plain(status: StatusCode, close: bool) -> Self {
-        use http::header::{HeaderValue, CONNECTION, CONTENT_TYPE, SERVER};
-        let mut headers = HeaderMap::with_capacity(3);
-        headers.insert(
-            CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; charset=utf-8"),
-        );
-        headers.insert(SERVER, HeaderValue::from_static(SERVER_HEADER));
+        let mut headers = ResponseHeaders::with_capacity(96);
+        // Constant, valid fields: `push` cannot refuse them.
+        let _ = headers.push(b"Content-Type", b"text/plain; charset=utf-8");
+        let _ = headers.push(b"Server", SERVER_HEADER.as_bytes());
         if close {
-            headers.insert(CONNECTION, HeaderValue::from_static("close"));
+            let _ = headers.push(b"Connection", b"close");
         }
         let reason = status.canonical_reason().unwrap_or("Error");
         let body = Bytes::from(format!("{} {reason}\n", status.as_u16()));
@@ -160,5 +299,35 @@ impl ResponseStart {
             headers,
             body: BodySource::Full(body),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn response_fields_are_checked_and_kept_as_given() {
+        let mut headers = ResponseHeaders::default();
+        headers.push(b"Content-Type", b"text/html").unwrap();
+        headers.push(b"content-length", b" 12").unwrap();
+        headers.push(b"X-A", b"caf\xe9\tb").unwrap();
+        assert_eq!(
+            headers.push(b"X-B", b"a\r\nInjected: 1"),
+            Err(FieldError::Value)
+        );
+        assert_eq!(headers.push(b"X C", b"a"), Err(FieldError::Name));
+        assert_eq!(headers.push(b"", b"a"), Err(FieldError::Name));
+        assert_eq!(
+            headers.as_bytes(),
+            b"Content-Type: text/html\r\ncontent-length:  12\r\nX-A: caf\xe9\tb\r\n"
+        );
+        assert_eq!(headers.content_length(), Some(12));
+        assert!(!headers.has_date() && !headers.has_server() && !headers.has_close());
+        let names: Vec<&[u8]> = headers.iter().map(|(n, _)| n).collect();
+        assert_eq!(names, [&b"Content-Type"[..], b"content-length", b"X-A"]);
+        let map = headers.to_header_map();
+        assert_eq!(map["content-type"], "text/html");
+        assert_eq!(map.len(), 3);
     }
 }

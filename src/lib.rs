@@ -7,8 +7,11 @@
 //! - [`runner`]: one run of a server: the I/O thread, the Python threads,
 //!   signals and the drain.
 //! - [`config`]: `ServerConfig`, validated once.
-//! - [`server`]: listeners, the accept loop, one task per connection (hyper).
-//! - [`exchange`]: the plain-Rust messages between I/O tasks and Python threads.
+//! - [`server`]: listeners and the accept loop; one task per connection.
+//! - [`protocols`]: the protocol engines (our HTTP/1.1 engine in
+//!   `protocols::http1`) and request-body buffering.
+//! - [`exchange`]: the seam: the plain-Rust request, response head and body
+//!   chunks between the engines and the gateway; the local address type.
 //! - [`wsgi`]: the gateway: environ, start_response, wsgi.input, responses,
 //!   the Python thread pool, and where each request runs (inline or pooled).
 //! - [`shutdown`]: the graceful-shutdown signal and drain.

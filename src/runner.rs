@@ -20,8 +20,8 @@ use tokio::sync::Notify;
 use tokio_util::task::TaskTracker;
 
 use crate::config::ServerConfig;
-use crate::log::{self, Severity};
 use crate::exchange::LocalAddr;
+use crate::log::{self, Severity};
 use crate::server::listener::StdListener;
 use crate::server::{self, ServerCtx};
 use crate::shutdown::{ShutdownSignal, ShutdownTrigger};

@@ -23,7 +23,7 @@ use crate::shutdown::ShutdownSignal;
 /// What every connection of one server run shares.
 pub struct ServerCtx {
     /// What the HTTP/1.1 engine needs: settings, dispatch, the stop signal.
-    pub http1: Shared,
+    pub http1: Arc<Shared>,
     /// One permit per open connection (`max_connections`): beyond it, new
     /// connections wait in the listen backlog.
     pub connections: Arc<Semaphore>,
@@ -54,18 +54,22 @@ impl ServerCtx {
                 .min(config.graceful_timeout),
         };
         ServerCtx {
-            http1: Shared {
+            http1: Arc::new(Shared {
                 settings: Arc::new(settings),
                 dispatch,
                 shutdown,
-            },
+            }),
             connections: Arc::new(Semaphore::new(config.max_connections)),
         }
     }
 }
 
 /// Spawns one accept loop per listener on `tracker`; they return on shutdown.
-pub fn spawn(listeners: Vec<(Listener, Arc<LocalAddr>)>, ctx: Arc<ServerCtx>, tracker: &TaskTracker) {
+pub fn spawn(
+    listeners: Vec<(Listener, Arc<LocalAddr>)>,
+    ctx: Arc<ServerCtx>,
+    tracker: &TaskTracker,
+) {
     for (listener, local) in listeners {
         let task = accept_loop(listener, local, ctx.clone(), tracker.clone());
         tracker.spawn(task);

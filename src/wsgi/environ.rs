@@ -30,8 +30,8 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString, PyTuple};
 
 use crate::config::ServerConfig;
-use crate::exchange::Request;
 use crate::exchange::LocalAddr;
+use crate::exchange::Request;
 use crate::wsgi::errors::ErrorStream;
 use crate::wsgi::file_wrapper::FileWrapper;
 use crate::wsgi::input::Input;

@@ -26,14 +26,13 @@
 use std::collections::VecDeque;
 
 use bytes::Bytes;
-use hyper::header::{HeaderValue, CONTENT_LENGTH};
-use hyper::{HeaderMap, Method, StatusCode, Uri};
+use http::{Method, StatusCode, Uri};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 use tokio::sync::mpsc::{self, error::TrySendError};
 use tokio::sync::oneshot;
 
-use crate::exchange::{BodySource, Chunk, ResponseStart};
+use crate::exchange::{BodySource, Chunk, ResponseHeaders, ResponseStart};
 use crate::log::{self, Severity};
 use crate::wsgi::errors::Failure;
 
@@ -88,10 +87,9 @@ pub struct Head {
     pub status: StatusCode,
     /// Reason phrase, when not the standard one.
     pub reason: Option<Bytes>,
-    /// Headers, `Server` included.
-    pub headers: HeaderMap,
-    /// The application's Content-Length, if it set one, bytes.
-    pub content_length: Option<u64>,
+    /// Header fields, `Server` included (and the application's
+    /// Content-Length, if it set one).
+    pub headers: ResponseHeaders,
 }
 
 /// The response side of one request: what was started, what was sent.
@@ -256,8 +254,8 @@ impl Responder {
 
     /// Sends `head` with a streamed body, and opens the stream.
     fn start_stream(&mut self, head: Head) -> Result<(), Failure> {
-        self.budget = head.content_length;
-        self.declared = head.content_length;
+        self.budget = head.headers.content_length();
+        self.declared = head.headers.content_length();
         let (tx, rx) = mpsc::channel(STREAM_CHUNKS);
         self.send_start(head, BodySource::Stream(rx))?;
         self.stream = Some(tx);
@@ -324,13 +322,12 @@ impl Responder {
             return Err(Failure::ClientGone);
         };
         if self.is_head_request() {
-            if head.content_length.is_none() && known {
-                let len = body.len() as u64;
-                head.headers.insert(CONTENT_LENGTH, HeaderValue::from(len));
+            if head.headers.content_length().is_none() && known {
+                head.headers.set_content_length(body.len() as u64);
             }
             return self.send_start(head, BodySource::Full(Bytes::new()));
         }
-        let source = self.fit(body, head.content_length);
+        let source = self.fit(body, head.headers.content_length());
         self.send_start(head, source)
     }
 

@@ -15,13 +15,12 @@
 
 use std::sync::{Mutex, MutexGuard};
 
-use hyper::header::{HeaderName, HeaderValue, CONTENT_LENGTH, SERVER};
-use hyper::{HeaderMap, StatusCode};
+use http::StatusCode;
 use pyo3::exceptions::{PyAssertionError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyString, PyTuple};
 
-use crate::exchange::SERVER_HEADER;
+use crate::exchange::{FieldError, ResponseHeaders, SERVER_HEADER};
 use crate::wsgi::errors::Failure;
 use crate::wsgi::responder::{Head, Responder};
 
@@ -134,7 +133,7 @@ fn parse_head(status: &Bound<'_, PyAny>, headers: &Bound<'_, PyAny>) -> PyResult
         .cast::<PyString>()
         .map_err(|_| PyTypeError::new_err("status must be a str such as '200 OK' (PEP 3333)"))?;
     let (code, reason) = parse_status(&status.to_cow()?)?;
-    let mut map = HeaderMap::with_capacity(8);
+    let mut fields = ResponseHeaders::with_capacity(256);
     let mut content_length = None;
     for item in headers.try_iter().map_err(|_| header_list_error())? {
         let item = item?;
@@ -142,20 +141,23 @@ fn parse_head(status: &Bound<'_, PyAny>, headers: &Bound<'_, PyAny>) -> PyResult
         if pair.len() != 2 {
             return Err(header_list_error());
         }
-        let (name, value) = parse_header(&pair.get_item(0)?, &pair.get_item(1)?)?;
-        if name == CONTENT_LENGTH {
+        let (name, value) = (pair.get_item(0)?, pair.get_item(1)?);
+        let (Ok(name), Ok(value)) = (name.cast::<PyString>(), value.cast::<PyString>()) else {
+            return Err(header_list_error());
+        };
+        let (name, value) = (name.to_cow()?, value.to_cow()?);
+        if name.eq_ignore_ascii_case("content-length") {
             content_length = Some(parse_content_length(&value, content_length)?);
         }
-        map.append(name, value);
+        push_header(&mut fields, &name, &value)?;
     }
-    if !map.contains_key(SERVER) {
-        map.insert(SERVER, HeaderValue::from_static(SERVER_HEADER));
+    if !fields.has_server() {
+        push_header(&mut fields, "Server", SERVER_HEADER)?;
     }
     Ok(Head {
         status: code,
         reason,
-        headers: map,
-        content_length,
+        headers: fields,
     })
 }
 
@@ -192,20 +194,10 @@ fn parse_status(status: &str) -> PyResult<(StatusCode, Option<bytes::Bytes>)> {
     ))
 }
 
-fn parse_header(
-    name: &Bound<'_, PyAny>,
-    value: &Bound<'_, PyAny>,
-) -> PyResult<(HeaderName, HeaderValue)> {
-    let (Ok(name), Ok(value)) = (name.cast::<PyString>(), value.cast::<PyString>()) else {
-        return Err(header_list_error());
-    };
-    let (name, value) = (name.to_cow()?, value.to_cow()?);
-    let header_name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
-        PyValueError::new_err(format!(
-            "invalid header name {name:?}: must be an HTTP token"
-        ))
-    })?;
-    if HOP_BY_HOP.contains(&header_name.as_str()) {
+/// Checks one field (PEP 3333: `str` name and value, latin-1; no hop-by-hop
+/// field) and appends it as the bytes that go out.
+fn push_header(fields: &mut ResponseHeaders, name: &str, value: &str) -> PyResult<()> {
+    if HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h)) {
         return Err(PyValueError::new_err(format!(
             "hop-by-hop header {name:?} is not allowed from a WSGI application (PEP 3333)"
         )));
@@ -219,18 +211,23 @@ fn parse_header(
             .collect::<Option<Vec<u8>>>()
             .map(Into::into)
     };
-    let header_value = latin1
-        .and_then(|bytes| HeaderValue::from_bytes(&bytes).ok())
-        .ok_or_else(|| {
-            PyValueError::new_err(format!(
-                "invalid value for header {name:?}: {value:?} (must be latin-1 without CR, LF, NUL or other control characters)"
-            ))
-        })?;
-    Ok((header_name, header_value))
+    let pushed = match latin1 {
+        Some(bytes) => fields.push(name.as_bytes(), &bytes),
+        None => Err(FieldError::Value),
+    };
+    pushed.map_err(|e| match e {
+        FieldError::Name => PyValueError::new_err(format!(
+            "invalid header name {name:?}: must be an HTTP token"
+        )),
+        FieldError::Value => PyValueError::new_err(format!(
+            "invalid value for header {name:?}: {value:?} (must be latin-1 without CR, LF, NUL or other control characters)"
+        )),
+    })
 }
 
-fn parse_content_length(value: &HeaderValue, previous: Option<u64>) -> PyResult<u64> {
-    let text = value.to_str().unwrap_or("").trim();
+/// `1*DIGIT`, with optional SP/HTAB around it (as `ResponseHeaders` reads it).
+fn parse_content_length(value: &str, previous: Option<u64>) -> PyResult<u64> {
+    let text = value.trim_matches([' ', '\t']);
     let n = (!text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()))
         .then(|| text.parse::<u64>().ok())
         .flatten()

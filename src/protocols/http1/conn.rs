@@ -21,6 +21,7 @@ use std::io::{self, IoSlice};
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant as StdInstant, SystemTime};
 
 use bytes::{Bytes, BytesMut};
@@ -28,6 +29,7 @@ use http::header::{REFERER, USER_AGENT};
 use http::{Method, StatusCode, Version};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpStream, UnixStream};
+use tokio::sync::futures::OwnedNotified;
 use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, Sleep};
@@ -39,23 +41,24 @@ use super::reader::{Event, Reader};
 use super::state::{self, ConnState, State};
 use super::{reject, Rejection, Settings};
 use crate::exchange::{self, BodySource, Chunk, Dispatch, Job, LocalAddr, RequestBody};
-use crate::exchange::{ResponseStart, SERVER_HEADER};
+use crate::exchange::{ResponseHeaders, ResponseStart, SERVER_HEADER};
 use crate::log::{self, AccessRecord};
 use crate::protocols::body::{BodyError, BodyLimits, BodySink};
 use crate::shutdown::ShutdownSignal;
 
-/// A stream socket the engine can wait on without holding a buffer.
-pub trait Transport: AsyncWrite + Unpin + Send + 'static {
-    /// Completes when bytes (or end of stream) can be read.
-    fn readable(&self) -> impl Future<Output = io::Result<()>> + Send;
+/// A stream socket the engine can wait on without holding a buffer (and
+/// without a future of its own: an idle connection's state stays small).
+pub trait Transport: AsyncWrite + Unpin + Send + Sync + 'static {
+    /// Ready when bytes (or end of stream) can be read.
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
     /// Reads what is there into `buf` without waiting (`WouldBlock` if
     /// nothing is); `Ok(0)` at end of stream.
     fn try_read_buf(&self, buf: &mut BytesMut) -> io::Result<usize>;
 }
 
 impl Transport for TcpStream {
-    fn readable(&self) -> impl Future<Output = io::Result<()>> + Send {
-        TcpStream::readable(self)
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        TcpStream::poll_read_ready(self, cx)
     }
     fn try_read_buf(&self, buf: &mut BytesMut) -> io::Result<usize> {
         TcpStream::try_read_buf(self, buf)
@@ -63,8 +66,8 @@ impl Transport for TcpStream {
 }
 
 impl Transport for UnixStream {
-    fn readable(&self) -> impl Future<Output = io::Result<()>> + Send {
-        UnixStream::readable(self)
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        UnixStream::poll_read_ready(self, cx)
     }
     fn try_read_buf(&self, buf: &mut BytesMut) -> io::Result<usize> {
         UnixStream::try_read_buf(self, buf)
@@ -81,8 +84,8 @@ const WRITE_IN_PLACE: usize = 16 * 1024;
 const LINGER: Duration = Duration::from_secs(1);
 const LINGER_BYTES: usize = 1 << 20;
 
-/// What the shared parts of a server hand every connection.
-#[derive(Clone)]
+/// What the shared parts of a server hand every connection (behind one
+/// `Arc`).
 pub struct Shared {
     /// The engine's settings.
     pub settings: Arc<Settings>,
@@ -93,12 +96,15 @@ pub struct Shared {
 }
 
 /// Serves one accepted connection until it closes.
-pub async fn serve<S: Transport>(
+///
+/// Every byte of an idle connection's future counts (c10k): large states
+/// are boxed, and nothing is kept twice.
+pub fn serve<S: Transport>(
     io: S,
     peer: Option<SocketAddr>,
     local: Arc<LocalAddr>,
-    shared: Shared,
-) {
+    shared: Arc<Shared>,
+) -> impl Future<Output = ()> + Send {
     let mut conn = Conn {
         reader: Reader::new(shared.settings.limits, shared.settings.body_buffer_size),
         io,
@@ -109,10 +115,16 @@ pub async fn serve<S: Transport>(
         out: Vec::new(),
         state: ConnState::new(),
     };
-    let timer = tokio::time::sleep_until(Instant::now() + Duration::from_secs(3600));
-    tokio::pin!(timer);
-    let end = conn.run(timer.as_mut()).await;
-    conn.finish(end).await;
+    // An async block, not an `async fn(self)`: a captured value is kept
+    // once, where an argument would be kept twice.
+    async move {
+        let timer = tokio::time::sleep_until(Instant::now() + Duration::from_secs(3600));
+        let stop = conn.shared.shutdown.stopped();
+        tokio::pin!(timer, stop);
+        let mut waits = Waits { timer, stop };
+        let end = conn.run(&mut waits).await;
+        Box::pin(conn.finish(end)).await;
+    }
 }
 
 /// How a connection ends.
@@ -123,6 +135,23 @@ enum End {
     Reject(Rejection),
     /// The client went away, or the connection timed out while idle.
     Gone,
+}
+
+/// What a connection waits on besides its socket (pinned in its future).
+struct Waits<'a> {
+    /// The current state's timer (see `state.rs`); reset only when the
+    /// deadline moves earlier, otherwise re-armed when it fires.
+    timer: Pin<&'a mut Sleep>,
+    /// Completes when a graceful stop begins.
+    stop: Pin<&'a mut OwnedNotified>,
+}
+
+/// What woke a waiting connection.
+enum Woke {
+    Readable,
+    Gone,
+    Timer,
+    Stop,
 }
 
 /// What waiting for bytes came to.
@@ -136,7 +165,7 @@ struct Conn<S> {
     io: S,
     peer: Option<SocketAddr>,
     local: Arc<LocalAddr>,
-    shared: Shared,
+    shared: Arc<Shared>,
     reader: Reader,
     /// Bytes read and not yet consumed; no capacity while idle.
     buf: BytesMut,
@@ -154,13 +183,16 @@ struct Asked {
 }
 
 impl<S: Transport> Conn<S> {
-    async fn run(&mut self, mut timer: Pin<&mut Sleep>) -> End {
+    async fn run(&mut self, waits: &mut Waits<'_>) -> End {
         loop {
             match self.reader.next(&mut self.buf) {
                 Err(rejection) => return End::Reject(rejection),
                 Ok(Some(Event::Head(head))) => {
                     self.state.on(state::Event::HeadDone);
-                    if let Some(end) = self.exchange(head, timer.as_mut()).await {
+                    // Boxed: the exchange's state is large, and only exists
+                    // while a request is in progress; the connection's own
+                    // future stays small while it is idle (c10k).
+                    if let Some(end) = Box::pin(self.exchange(head, waits)).await {
                         return end;
                     }
                 }
@@ -180,7 +212,7 @@ impl<S: Transport> Conn<S> {
                     if self.flush().await.is_err() {
                         return End::Gone;
                     }
-                    match self.fill(timer.as_mut()).await {
+                    match self.fill(waits).await {
                         Fill::Read => {}
                         Fill::Eof => return End::Gone,
                         Fill::TimedOut if self.state.state() == State::Head => {
@@ -195,7 +227,7 @@ impl<S: Transport> Conn<S> {
 
     /// Reads the body, runs the request, writes the answer. `Some` ends the
     /// connection.
-    async fn exchange(&mut self, head: Head, timer: Pin<&mut Sleep>) -> Option<End> {
+    async fn exchange(&mut self, head: Box<Head>, waits: &mut Waits<'_>) -> Option<End> {
         let settings = &self.shared.settings;
         if let Framing::Length(n) = head.framing {
             if n > settings.max_body_size {
@@ -205,7 +237,7 @@ impl<S: Transport> Conn<S> {
         if head.expect_continue && head.framing != Framing::None && self.buf.is_empty() {
             self.out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
         }
-        let body = match self.read_body(head.framing, timer).await {
+        let body = match self.read_body(head.framing, waits).await {
             Ok(body) => body,
             Err(end) => return Some(end),
         };
@@ -244,7 +276,7 @@ impl<S: Transport> Conn<S> {
     async fn read_body(
         &mut self,
         framing: Framing,
-        mut timer: Pin<&mut Sleep>,
+        waits: &mut Waits<'_>,
     ) -> Result<RequestBody, End> {
         let s = &self.shared.settings;
         let limits = BodyLimits {
@@ -262,13 +294,15 @@ impl<S: Transport> Conn<S> {
                 Ok(Some(Event::End)) => {
                     return sink.finish().map_err(|e| body_error(BodyError::Spill(e)))
                 }
-                Ok(Some(Event::Head(_))) => return Err(End::Reject(reject(400, "unexpected head"))),
+                Ok(Some(Event::Head(_))) => {
+                    return Err(End::Reject(reject(400, "unexpected head")))
+                }
                 Err(rejection) => return Err(End::Reject(rejection)),
                 Ok(None) => {
                     if self.flush().await.is_err() {
                         return Err(End::Gone);
                     }
-                    match self.fill(timer.as_mut()).await {
+                    match self.fill(waits).await {
                         Fill::Read => {}
                         Fill::Eof => return Err(End::Gone),
                         Fill::TimedOut => {
@@ -281,7 +315,8 @@ impl<S: Transport> Conn<S> {
     }
 
     /// Hands the request to the gateway and waits for the response head.
-    async fn call(&mut self, head: Head, body: RequestBody) -> ResponseStart {
+    async fn call(&mut self, head: Box<Head>, body: RequestBody) -> ResponseStart {
+        let head = *head;
         let has_body_framing = head.framing != Framing::None;
         let request = exchange::Request {
             method: head.method,
@@ -294,7 +329,12 @@ impl<S: Transport> Conn<S> {
             local: self.local.clone(),
         };
         let (reply, mut answer) = oneshot::channel();
-        if self.shared.dispatch.dispatch(Job { request, reply }).is_err() {
+        if self
+            .shared
+            .dispatch
+            .dispatch(Job { request, reply })
+            .is_err()
+        {
             return ResponseStart::plain(StatusCode::SERVICE_UNAVAILABLE, true);
         }
         let answered = match answer.try_recv() {
@@ -442,7 +482,7 @@ impl<S: Transport> Conn<S> {
 
     /// Waits for bytes and reads them into the buffer, within the current
     /// state's timer; notices a graceful stop meanwhile.
-    async fn fill(&mut self, mut timer: Pin<&mut Sleep>) -> Fill {
+    async fn fill(&mut self, waits: &mut Waits<'_>) -> Fill {
         loop {
             let Some(deadline) = self.state.deadline(&self.shared.settings) else {
                 return Fill::TimedOut; // not reached: only waiting states read
@@ -450,23 +490,17 @@ impl<S: Transport> Conn<S> {
             if deadline <= Instant::now() {
                 return Fill::TimedOut;
             }
-            if deadline < timer.deadline() || timer.is_elapsed() {
-                timer.as_mut().reset(deadline);
+            if deadline < waits.timer.deadline() || waits.timer.is_elapsed() {
+                waits.timer.as_mut().reset(deadline);
             }
-            let stopping = self.state.stopping();
-            let woke = tokio::select! {
-                biased;
-                ready = self.io.readable() => Some(ready.is_ok()),
-                _ = timer.as_mut() => None,
-                _ = self.shared.shutdown.recv(), if !stopping => {
+            match self.wait(waits).await {
+                Woke::Readable => {}
+                Woke::Gone => return Fill::Eof,
+                Woke::Timer => continue,
+                Woke::Stop => {
                     self.state.stop(self.shared.settings.drain);
-                    None
+                    continue;
                 }
-            };
-            match woke {
-                None => continue,
-                Some(false) => return Fill::Eof,
-                Some(true) => {}
             }
             self.make_room();
             match self.io.try_read_buf(&mut self.buf) {
@@ -475,10 +509,42 @@ impl<S: Transport> Conn<S> {
                     self.state.touch(Instant::now());
                     return Fill::Read;
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    // A wake-up without bytes: an empty buffer goes back.
+                    if self.buf.is_empty() {
+                        buffers::give_back(std::mem::take(&mut self.buf));
+                    }
+                }
                 Err(_) => return Fill::Eof,
             }
         }
+    }
+
+    /// Waits for the socket, the timer or (once) the graceful stop, polled
+    /// by hand: no future is kept per wait.
+    async fn wait(&mut self, waits: &mut Waits<'_>) -> Woke {
+        if !self.state.stopping() && self.shared.shutdown.is_triggered() {
+            return Woke::Stop; // a stop that began before this connection
+        }
+        let io = &self.io;
+        let stopping = self.state.stopping();
+        std::future::poll_fn(|cx| {
+            if let Poll::Ready(ready) = io.poll_read_ready(cx) {
+                return Poll::Ready(if ready.is_ok() {
+                    Woke::Readable
+                } else {
+                    Woke::Gone
+                });
+            }
+            if waits.timer.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Woke::Timer);
+            }
+            if !stopping && waits.stop.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Woke::Stop);
+            }
+            Poll::Pending
+        })
+        .await
     }
 
     /// Makes room in the read buffer for the next read: what the reader
@@ -536,7 +602,8 @@ impl<S: Transport> Conn<S> {
         let mut dropped = 0;
         let mut scratch = BytesMut::with_capacity(4096);
         while dropped < LINGER_BYTES {
-            let ready = tokio::time::timeout_at(until, self.io.readable()).await;
+            let readable = std::future::poll_fn(|cx| self.io.poll_read_ready(cx));
+            let ready = tokio::time::timeout_at(until, readable).await;
             if !matches!(ready, Ok(Ok(()))) {
                 return;
             }
@@ -566,15 +633,10 @@ fn rejection_response(rejection: Rejection) -> Vec<u8> {
     let status = StatusCode::from_u16(rejection.status).unwrap_or(StatusCode::BAD_REQUEST);
     let phrase = status.canonical_reason().unwrap_or("Bad Request");
     let body = format!("{} {phrase}: {}\n", status.as_u16(), rejection.reason);
-    let mut headers = http::HeaderMap::with_capacity(3);
-    headers.insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    headers.insert(
-        http::header::SERVER,
-        http::HeaderValue::from_static(SERVER_HEADER),
-    );
+    let mut headers = ResponseHeaders::with_capacity(96);
+    // Constant, valid fields: `push` cannot refuse them.
+    let _ = headers.push(b"Content-Type", b"text/plain; charset=utf-8");
+    let _ = headers.push(b"Server", SERVER_HEADER.as_bytes());
     let mut out = Vec::with_capacity(256);
     let shape = Shape {
         known_len: Some(body.len() as u64),
@@ -607,5 +669,53 @@ fn access_record(head: &Head, peer: Option<SocketAddr>) -> AccessRecord {
         referer: header(REFERER),
         user_agent: header(USER_AGENT),
         duration: Duration::ZERO,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Nowhere;
+    impl Dispatch for Nowhere {
+        fn dispatch(&self, _: Job) -> Result<(), exchange::Stopped> {
+            Err(exchange::Stopped)
+        }
+    }
+
+    /// An idle connection's memory is mostly its future: keep it small
+    /// (c10k). A guard against a large state creeping back in unboxed.
+    #[test]
+    fn an_idle_connection_future_stays_small() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind");
+            let addr = listener.local_addr().expect("address");
+            let stream = TcpStream::connect(addr).await.expect("connect");
+            let (_trigger, shutdown) = crate::shutdown::channel();
+            let settings = Settings {
+                limits: super::super::Limits::default(),
+                keep_alive: Duration::from_secs(5),
+                header_timeout: Duration::from_secs(5),
+                body_timeout: Duration::from_secs(5),
+                max_body_size: 1 << 20,
+                body_buffer_size: 1 << 20,
+                drain: Duration::from_secs(5),
+            };
+            let shared = Arc::new(Shared {
+                settings: Arc::new(settings),
+                dispatch: Arc::new(Nowhere),
+                shutdown,
+            });
+            let local = Arc::new(LocalAddr::Tcp(addr));
+            let future = serve(stream, None, local, shared);
+            let size = std::mem::size_of_val(&future);
+            assert!(size <= 768, "the connection future grew to {size} bytes");
+        });
     }
 }

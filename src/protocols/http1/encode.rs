@@ -3,9 +3,9 @@
 //! Rules kept here (RFC 9112 §4, §6, §7, §9; RFC 9110 §6.4.1):
 //! - The status line is always `HTTP/1.1` (RFC 9110 §2.5: a server sends its
 //!   own highest version); the common ones are prebuilt.
-//! - Header names go out title-cased, values exactly as validated by
-//!   `start_response`; `Date` is added (cached, renewed once a second) unless
-//!   the application set one.
+//! - Header fields go out exactly as `start_response` validated them (the
+//!   application's own case); `Date` is added (cached, renewed once a
+//!   second) unless the application set one.
 //! - A body known in full gets its exact Content-Length; a streamed one is
 //!   chunked on HTTP/1.1, or close-delimited on HTTP/1.0, unless the
 //!   application declared a Content-Length.
@@ -16,8 +16,9 @@
 use std::cell::RefCell;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use http::header::{CONNECTION, CONTENT_LENGTH, DATE};
-use http::{HeaderMap, StatusCode};
+use http::StatusCode;
+
+use crate::exchange::ResponseHeaders;
 
 /// How the body of one response is framed on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,32 +53,19 @@ pub fn head(
     out: &mut Vec<u8>,
     status: StatusCode,
     reason: Option<&[u8]>,
-    headers: &HeaderMap,
+    headers: &ResponseHeaders,
     shape: Shape,
 ) -> (BodyFraming, bool) {
     status_line(out, status, reason);
-    // One pass over the headers: written out, and what framing needs noted.
-    let mut seen = Seen::default();
-    for (name, value) in headers {
-        if name == CONTENT_LENGTH {
-            seen.content_length = parse_length(value.as_bytes());
-        } else if name == DATE {
-            seen.date = true;
-        } else if name == CONNECTION {
-            seen.connection = true;
-            seen.close |= value.as_bytes().eq_ignore_ascii_case(b"close");
-        }
-        title_case(out, name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
-    }
-    if !seen.date {
+    // The fields as `start_response` validated them, in one copy.
+    out.extend_from_slice(headers.as_bytes());
+    if !headers.has_date() {
         date(out);
     }
-    let framing = framing(status, seen.content_length, shape);
+    let declared = headers.content_length();
+    let framing = framing(status, declared, shape);
     match framing {
-        BodyFraming::Length(n) if seen.content_length.is_none() => {
+        BodyFraming::Length(n) if declared.is_none() => {
             out.extend_from_slice(b"Content-Length: ");
             out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
             out.extend_from_slice(b"\r\n");
@@ -85,34 +73,14 @@ pub fn head(
         BodyFraming::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
         _ => {}
     }
-    let close = shape.close || seen.close || framing == BodyFraming::UntilClose;
-    if !seen.connection {
-        if close {
-            out.extend_from_slice(b"Connection: close\r\n");
-        } else if shape.http10 {
-            out.extend_from_slice(b"Connection: keep-alive\r\n");
-        }
+    let close = shape.close || headers.has_close() || framing == BodyFraming::UntilClose;
+    if close && !headers.has_close() {
+        out.extend_from_slice(b"Connection: close\r\n");
+    } else if !close && shape.http10 {
+        out.extend_from_slice(b"Connection: keep-alive\r\n");
     }
     out.extend_from_slice(b"\r\n");
     (framing, close)
-}
-
-/// What the response headers say about framing and persistence.
-#[derive(Default)]
-struct Seen {
-    content_length: Option<u64>,
-    date: bool,
-    connection: bool,
-    close: bool,
-}
-
-/// A Content-Length value (`start_response` checked it is 1*DIGIT).
-fn parse_length(value: &[u8]) -> Option<u64> {
-    let digits = super::head::trim(value);
-    if digits.is_empty() || digits.len() > 19 || !digits.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    Some(digits.iter().fold(0, |n, &d| n * 10 + u64::from(d - b'0')))
 }
 
 fn framing(status: StatusCode, declared: Option<u64>, s: Shape) -> BodyFraming {
@@ -162,25 +130,13 @@ fn prebuilt(status: StatusCode) -> Option<&'static [u8]> {
     })
 }
 
-/// `content-type` → `Content-Type` (the case most clients and tools expect).
-fn title_case(out: &mut Vec<u8>, name: &[u8]) {
-    let mut upper = true;
-    out.reserve(name.len());
-    for &b in name {
-        out.push(if upper { b.to_ascii_uppercase() } else { b });
-        upper = b == b'-';
-    }
-}
-
 /// The `Date: ...\r\n` line, rebuilt at most once a second (RFC 9110 §6.6.1).
 fn date(out: &mut Vec<u8>) {
     thread_local! {
         static CACHE: RefCell<(u64, Vec<u8>)> = const { RefCell::new((u64::MAX, Vec::new())) };
     }
     let now = SystemTime::now();
-    let second = now
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let second = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     CACHE.with_borrow_mut(|(cached, line)| {
         if *cached != second {
             line.clear();

@@ -100,7 +100,10 @@ const STACK_FIELDS: usize = 128;
 /// # Errors
 /// The [`Rejection`] of an invalid head.
 pub fn parse(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Head>, Rejection> {
-    let blank = buf.iter().take_while(|b| matches!(b, b'\r' | b'\n')).count();
+    let blank = buf
+        .iter()
+        .take_while(|b| matches!(b, b'\r' | b'\n'))
+        .count();
     buf.advance(blank);
     if buf.is_empty() {
         return Ok(None);
@@ -264,15 +267,17 @@ struct Fields {
 fn build(head: &Bytes, t: &Tokens, spans: &[Span], limits: &Limits) -> Result<Head, Rejection> {
     // The request line ends where the first field line (or the empty line
     // ending the head) begins, less its CRLF.
-    let request_line = spans.first().map_or(head.len() - 4, |s| s.name.0 as usize - 2);
+    let request_line = spans
+        .first()
+        .map_or(head.len() - 4, |s| s.name.0 as usize - 2);
     if request_line > limits.max_request_line {
         return Err(reject(414, "request line too long"));
     }
     if spans.len() > limits.max_fields {
         return Err(reject(431, "too many header fields"));
     }
-    let method = Method::from_bytes(&head[t.method.clone()])
-        .map_err(|_| reject(400, "invalid method"))?;
+    let method =
+        Method::from_bytes(&head[t.method.clone()]).map_err(|_| reject(400, "invalid method"))?;
     check_target(&method, &head[t.target.clone()])?;
     let uri = Uri::from_maybe_shared(head.slice(t.target.clone()))
         .map_err(|_| reject(400, "invalid request target"))?;
@@ -330,7 +335,11 @@ fn note_field(
         f.content_length = Some(parse_content_length(value)?);
     } else if name == TRANSFER_ENCODING {
         f.has_te = true;
-        for coding in value.split(|&b| b == b',').map(trim).filter(|c| !c.is_empty()) {
+        for coding in value
+            .split(|&b| b == b',')
+            .map(trim)
+            .filter(|c| !c.is_empty())
+        {
             f.codings += 1;
             f.chunked_last = coding.eq_ignore_ascii_case(b"chunked");
             f.chunked += usize::from(f.chunked_last);
@@ -424,6 +433,10 @@ fn parse_content_length(value: &[u8]) -> Result<u64, Rejection> {
 pub fn trim(s: &[u8]) -> &[u8] {
     let start = s.iter().take_while(|b| matches!(b, b' ' | b'\t')).count();
     let s = &s[start..];
-    let end = s.len() - s.iter().rev().take_while(|b| matches!(b, b' ' | b'\t')).count();
+    let end = s.len()
+        - s.iter()
+            .rev()
+            .take_while(|b| matches!(b, b' ' | b'\t'))
+            .count();
     &s[..end]
 }

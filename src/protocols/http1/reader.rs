@@ -30,8 +30,9 @@ const LARGE_READ: usize = 64 * 1024;
 /// What the bytes so far amount to.
 #[derive(Debug)]
 pub enum Event {
-    /// A request head. Its body (possibly none) follows as `Data`, then `End`.
-    Head(Head),
+    /// A request head. Its body (possibly none) follows as `Data`, then
+    /// `End`. Boxed: it moves several times on its way across the seam.
+    Head(Box<Head>),
     /// Body bytes (chunked framing removed).
     Data(Bytes),
     /// The body of the current request is complete.
@@ -140,7 +141,7 @@ impl Reader {
             Framing::Length(n) => State::Length { remaining: n },
             Framing::Chunked => State::ChunkSize,
         };
-        Ok(Some(Event::Head(head)))
+        Ok(Some(Event::Head(Box::new(head))))
     }
 
     fn length(&mut self, buf: &mut BytesMut, remaining: u64) -> Option<Event> {
@@ -148,7 +149,9 @@ impl Reader {
         if buf.is_empty() || (whole && (buf.len() as u64) < remaining) {
             return None;
         }
-        let n = buf.len().min(usize::try_from(remaining).unwrap_or(usize::MAX));
+        let n = buf
+            .len()
+            .min(usize::try_from(remaining).unwrap_or(usize::MAX));
         self.state = match remaining - n as u64 {
             0 => State::Ended,
             left => State::Length { remaining: left },
@@ -160,7 +163,9 @@ impl Reader {
         if buf.is_empty() {
             return None;
         }
-        let n = buf.len().min(usize::try_from(remaining).unwrap_or(usize::MAX));
+        let n = buf
+            .len()
+            .min(usize::try_from(remaining).unwrap_or(usize::MAX));
         self.state = match remaining - n as u64 {
             0 => State::ChunkEnd,
             left => State::ChunkData { remaining: left },

@@ -72,7 +72,12 @@ const OK: &[&[u8]] = &[
 
 #[test]
 fn valid_requests_give_one_request_each_however_they_arrive() {
-    for case in OK.iter().copied().chain(corpus().iter().filter(|c| c.0.is_none()).map(|c| c.1.as_slice())) {
+    for case in OK.iter().copied().chain(
+        corpus()
+            .iter()
+            .filter(|c| c.0.is_none())
+            .map(|c| c.1.as_slice()),
+    ) {
         let shown = String::from_utf8_lossy(case);
         let whole = run(case);
         assert_eq!(whole.1, Ok(()), "{shown}");
@@ -84,11 +89,20 @@ fn valid_requests_give_one_request_each_however_they_arrive() {
 #[test]
 fn what_is_normalised() {
     let (text, _) = run(b"GET / HTTP/1.2\r\nHost: x\r\n\r\n");
-    assert!(text.starts_with("GET / HTTP/1.1 1 None keep=true"), "{text}");
+    assert!(
+        text.starts_with("GET / HTTP/1.1 1 None keep=true"),
+        "{text}"
+    );
     let (text, _) = run(b"GET / HTTP/1.0\r\nExpect: foo\r\n\r\n");
-    assert!(text.starts_with("GET / HTTP/1.0 0 None keep=false"), "{text}");
+    assert!(
+        text.starts_with("GET / HTTP/1.0 0 None keep=false"),
+        "{text}"
+    );
     let (text, _) = run(b"\r\n\r\nGET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
-    assert!(text.starts_with("GET / HTTP/1.0 1 None keep=true"), "{text}");
+    assert!(
+        text.starts_with("GET / HTTP/1.0 1 None keep=true"),
+        "{text}"
+    );
     let trailers = b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n0\r\nContent-Length: 9\r\nX-T: 1\r\n\r\n";
     let (text, result) = run(trailers);
     assert_eq!(result, Ok(()));
@@ -176,7 +190,11 @@ fn pipelined_bodies_keep_framing() {
     let input = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabcGET /b HTTP/1.1\r\nHost: x\r\n\r\n";
     let whole = run(input);
     assert_eq!(whole.1, Ok(()));
-    assert!(whole.0.contains("Length(3) keep=true | abc <end>\nGET /b "), "{}", whole.0);
+    assert!(
+        whole.0.contains("Length(3) keep=true | abc <end>\nGET /b "),
+        "{}",
+        whole.0
+    );
     assert_eq!(run_bytewise(input), whole);
 }
 
@@ -191,7 +209,11 @@ fn corpus() -> Vec<(Option<u16>, Vec<u8>)> {
     files
         .into_iter()
         .map(|path| {
-            let name = path.file_name().unwrap_or_default().to_string_lossy().into_owned();
+            let name = path
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned();
             let status = name.split('-').next().and_then(|s| s.parse().ok());
             (status, std::fs::read(&path).unwrap_or_default())
         })
@@ -262,6 +284,11 @@ fn fuzz_split_invariance_and_no_panics() {
             "verdict differs for {:?}",
             String::from_utf8_lossy(&input)
         );
-        assert_eq!(whole.0, split.0, "requests differ for {:?}", String::from_utf8_lossy(&input));
+        assert_eq!(
+            whole.0,
+            split.0,
+            "requests differ for {:?}",
+            String::from_utf8_lossy(&input)
+        );
     }
 }
