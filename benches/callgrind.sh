@@ -18,9 +18,9 @@ out=/tmp/ferrowsgi-callgrind.out
 python=$(python -c 'import sys; print(sys.executable)')
 rm -f "$out" "$out".*
 PYTHONPATH=. valgrind --tool=callgrind --callgrind-out-file="$out" "$python" -c "
-import signal, ferrowsgi, benches.apps as apps
+import signal, ferrowsgi, importlib; apps = importlib.import_module('benches.apps' if '$workload' != 'flask' else 'benches.flask_app')
 signal.signal(signal.SIGTERM, signal.default_int_handler)
-ferrowsgi.serve(apps.$workload, host='127.0.0.1', port=$port)" 2>/tmp/ferrowsgi-callgrind.log &
+ferrowsgi.serve(getattr(apps, '$workload' if '$workload' != 'flask' else 'app'), host='127.0.0.1', port=$port)" 2>/tmp/ferrowsgi-callgrind.log &
 pid=$!
 trap 'kill -9 $pid 2>/dev/null || true' EXIT
 for _ in $(seq 150); do curl -s -o /dev/null "http://127.0.0.1:$port/" && break; sleep 0.2; done

@@ -133,7 +133,11 @@ impl ResponseHeaders {
         if name.is_empty() || !name.iter().all(|&b| is_tchar(b)) {
             return Err(FieldError::Name);
         }
-        if value.iter().any(|&b| (b < b' ' && b != b'\t') || b == 0x7f) {
+        // Written so it vectorises: no early exit per byte.
+        let controls = value.iter().fold(false, |bad, &b| {
+            bad | ((b < b' ' && b != b'\t') | (b == 0x7f))
+        });
+        if controls {
             return Err(FieldError::Value);
         }
         self.note(name, value);
@@ -226,8 +230,37 @@ fn parse_digits(value: &[u8]) -> Option<u64> {
 
 /// tchar (RFC 9110 §5.6.2).
 pub fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+    TCHAR[usize::from(b)]
 }
+
+/// Which bytes are tchar: one lookup per byte on the response path.
+static TCHAR: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                b'!' | b'#'
+                    | b'$'
+                    | b'%'
+                    | b'&'
+                    | b'\''
+                    | b'*'
+                    | b'+'
+                    | b'-'
+                    | b'.'
+                    | b'^'
+                    | b'_'
+                    | b'`'
+                    | b'|'
+                    | b'~'
+            );
+        b += 1;
+    }
+    table
+};
 
 /// Where the response body comes from.
 #[derive(Debug)]

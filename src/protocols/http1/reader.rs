@@ -20,6 +20,7 @@ use bytes::{Buf, Bytes, BytesMut};
 
 use super::head::{self, Framing, Head};
 use super::{reject, Limits, Rejection};
+use crate::exchange::is_tchar;
 
 /// Longest chunk-size line (size and extensions), bytes.
 const MAX_CHUNK_LINE: usize = 4096;
@@ -298,9 +299,4 @@ fn skip_ext_value(s: &[u8]) -> Option<&[u8]> {
 fn trim_start(s: &[u8]) -> &[u8] {
     let n = s.iter().take_while(|b| matches!(b, b' ' | b'\t')).count();
     &s[n..]
-}
-
-/// tchar (RFC 9110 §5.6.2).
-fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
