@@ -130,17 +130,21 @@ impl ResponseHeaders {
     /// value holds a control character other than HTAB (§5.5): a response
     /// split is never written.
     pub fn push(&mut self, name: &[u8], value: &[u8]) -> Result<(), FieldError> {
-        if name.is_empty() || !name.iter().all(|&b| is_tchar(b)) {
+        // Table lookups without an early exit: a short, branch-free loop.
+        let name_ok = name
+            .iter()
+            .fold(!name.is_empty(), |ok, &b| ok & is_tchar(b));
+        if !name_ok {
             return Err(FieldError::Name);
         }
-        // Written so it vectorises: no early exit per byte.
-        let controls = value.iter().fold(false, |bad, &b| {
-            bad | ((b < b' ' && b != b'\t') | (b == 0x7f))
-        });
-        if controls {
+        let value_ok = value
+            .iter()
+            .fold(true, |ok, &b| ok & FIELD_VALUE[usize::from(b)]);
+        if !value_ok {
             return Err(FieldError::Value);
         }
         self.note(name, value);
+        self.block.reserve(name.len() + value.len() + 4);
         self.block.extend_from_slice(name);
         self.block.extend_from_slice(b": ");
         self.block.extend_from_slice(value);
@@ -232,6 +236,17 @@ fn parse_digits(value: &[u8]) -> Option<u64> {
 pub fn is_tchar(b: u8) -> bool {
     TCHAR[usize::from(b)]
 }
+
+/// Which bytes a field value may hold: HTAB, SP to `~`, obs-text.
+static FIELD_VALUE: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        table[b] = b == 0x09 || (b >= 0x20 && b != 0x7f);
+        b += 1;
+    }
+    table
+};
 
 /// Which bytes are tchar: one lookup per byte on the response path.
 static TCHAR: [bool; 256] = {

@@ -205,7 +205,7 @@ impl<S: Transport> Conn<S> {
                             return End::Gone;
                         }
                         buffers::give_back(std::mem::take(&mut self.buf));
-                        self.out = Vec::new();
+                        buffers::give_back_out(std::mem::take(&mut self.out));
                     } else {
                         self.state.on(state::Event::HeadBytes);
                     }
@@ -369,7 +369,7 @@ impl<S: Transport> Conn<S> {
             close,
         };
         if self.out.capacity() == 0 {
-            self.out.reserve(1024);
+            self.out = buffers::take_out();
         }
         let reason = start.reason.as_deref();
         let (framing, close) =
