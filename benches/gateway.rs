@@ -2,7 +2,7 @@
 //!
 //! - `bind_parse`: `BindAddr::parse` on each `--bind` form (pure Rust).
 //! - `headermap`: a `HeaderMap` of typical browser request headers built from
-//!   raw bytes, as hyper hands them to us (pure Rust).
+//!   raw bytes, as the HTTP/1.1 engine hands them to us (pure Rust).
 //! - `environ/*`: `EnvironTemplate::build` for a GET with those headers, and
 //!   `latin1` decoding of header values (GIL held).
 //! - `gateway/*`: one whole request through `Gateway::handle` with no I/O:
@@ -23,8 +23,8 @@ use ferrowsgi::exchange::LocalAddr;
 use ferrowsgi::exchange::{Job, Request, RequestBody, ResponseStart};
 use ferrowsgi::wsgi::environ::{latin1, EnvironTemplate};
 use ferrowsgi::wsgi::Gateway;
-use hyper::header::{HeaderName, HeaderValue};
-use hyper::{HeaderMap, Method, Uri, Version};
+use http::header::{HeaderName, HeaderValue};
+use http::{HeaderMap, Method, Uri, Version};
 use pyo3::prelude::*;
 use tokio::sync::oneshot;
 

@@ -22,8 +22,8 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Mutex;
 
-use hyper::header::{HeaderName, CONTENT_LENGTH, CONTENT_TYPE, HOST};
-use hyper::{Method, Version};
+use http::header::{HeaderName, CONTENT_LENGTH, CONTENT_TYPE, HOST};
+use http::{Method, Version};
 use percent_encoding::percent_decode;
 use pyo3::intern;
 use pyo3::prelude::*;

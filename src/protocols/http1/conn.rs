@@ -105,30 +105,47 @@ pub fn serve<S: Transport>(
     local: Arc<LocalAddr>,
     shared: Arc<Shared>,
 ) -> impl Future<Output = ()> + Send {
-    let mut conn = Conn {
-        reader: Reader::new(shared.settings.limits, shared.settings.body_buffer_size),
+    let mut core = Core {
         io,
         peer,
         local,
         shared,
-        buf: BytesMut::new(),
-        out: Vec::new(),
         state: ConnState::new(),
     };
     // An async block, not an `async fn(self)`: a captured value is kept
-    // once, where an argument would be kept twice.
+    // once, where an argument would be kept twice. While the connection is
+    // idle this future holds only the `Core`, the timer and the stop wait;
+    // the active part (reader, buffers, the request in progress) is boxed
+    // and exists only while bytes are being handled.
     async move {
         let timer = tokio::time::sleep_until(Instant::now() + Duration::from_secs(3600));
-        let stop = conn.shared.shutdown.stopped();
+        let stop = core.shared.shutdown.stopped();
         tokio::pin!(timer, stop);
         let mut waits = Waits { timer, stop };
-        let end = conn.run(&mut waits).await;
-        Box::pin(conn.finish(end)).await;
+        loop {
+            if !core.idle(&mut waits).await {
+                return; // keep-alive (or drain) period over: close
+            }
+            let waits = &mut waits;
+            let (conn, end) = Box::pin(async move {
+                let mut conn = Conn::activate(core);
+                let end = conn.run(waits).await;
+                (conn, end)
+            })
+            .await;
+            match end {
+                End::Idle => core = conn.park(),
+                end => return Box::pin(conn.finish(end)).await,
+            }
+        }
     }
 }
 
-/// How a connection ends.
+/// How a connection's active phase ends.
 enum End {
+    /// Every request read was answered and no byte waits: the connection
+    /// goes idle (its buffers are back in the pool).
+    Idle,
     /// Close after what was written (`Connection: close` was sent).
     Close,
     /// Answer with this status, then close.
@@ -161,6 +178,34 @@ enum Fill {
     TimedOut,
 }
 
+/// What an idle connection keeps: its socket, who it is, its timers.
+struct Core<S> {
+    io: S,
+    peer: Option<SocketAddr>,
+    local: Arc<LocalAddr>,
+    shared: Arc<Shared>,
+    state: ConnState,
+}
+
+impl<S: Transport> Core<S> {
+    /// Waits, holding no buffer, until the client sends bytes (`true`) or
+    /// the idle time (keep-alive, or the drain of a graceful stop) is over.
+    async fn idle(&mut self, waits: &mut Waits<'_>) -> bool {
+        loop {
+            let settings = &self.shared.settings;
+            if !arm(&self.state, settings, waits) {
+                return false;
+            }
+            match wait(&self.io, &self.state, &self.shared.shutdown, waits).await {
+                Woke::Readable | Woke::Gone => return true, // the read tells which
+                Woke::Timer => {}
+                Woke::Stop => self.state.stop(self.shared.settings.drain),
+            }
+        }
+    }
+}
+
+/// An active connection: the `Core` and what handling bytes needs.
 struct Conn<S> {
     io: S,
     peer: Option<SocketAddr>,
@@ -183,7 +228,45 @@ struct Asked {
 }
 
 impl<S: Transport> Conn<S> {
+    /// Bytes are waiting: the active part is made.
+    fn activate(core: Core<S>) -> Self {
+        let settings = &core.shared.settings;
+        Conn {
+            reader: Reader::new(settings.limits, settings.body_buffer_size),
+            io: core.io,
+            peer: core.peer,
+            local: core.local,
+            shared: core.shared,
+            buf: BytesMut::new(),
+            out: Vec::new(),
+            state: core.state,
+        }
+    }
+
+    /// The connection went idle (its buffers are back in the pool).
+    fn park(self) -> Core<S> {
+        Core {
+            io: self.io,
+            peer: self.peer,
+            local: self.local,
+            shared: self.shared,
+            state: self.state,
+        }
+    }
+
     async fn run(&mut self, waits: &mut Waits<'_>) -> End {
+        // Woken readable: read first (an end of stream is found here); a
+        // wake-up without bytes goes back to idle at once.
+        self.make_room();
+        match self.io.try_read_buf(&mut self.buf) {
+            Ok(0) => return End::Gone,
+            Ok(_) => self.state.touch(Instant::now()),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                buffers::give_back(std::mem::take(&mut self.buf));
+                return End::Idle;
+            }
+            Err(_) => return End::Gone,
+        }
         loop {
             match self.reader.next(&mut self.buf) {
                 Err(rejection) => return End::Reject(rejection),
@@ -200,15 +283,15 @@ impl<S: Transport> Conn<S> {
                 Ok(None) => {
                     if self.buf.is_empty() {
                         // Idle: give the buffers back (c10k: an idle
-                        // connection holds no buffer).
+                        // connection holds no buffer) and leave.
                         if self.flush().await.is_err() {
                             return End::Gone;
                         }
                         buffers::give_back(std::mem::take(&mut self.buf));
                         buffers::give_back_out(std::mem::take(&mut self.out));
-                    } else {
-                        self.state.on(state::Event::HeadBytes);
+                        return End::Idle;
                     }
+                    self.state.on(state::Event::HeadBytes);
                     if self.flush().await.is_err() {
                         return End::Gone;
                     }
@@ -484,16 +567,10 @@ impl<S: Transport> Conn<S> {
     /// state's timer; notices a graceful stop meanwhile.
     async fn fill(&mut self, waits: &mut Waits<'_>) -> Fill {
         loop {
-            let Some(deadline) = self.state.deadline(&self.shared.settings) else {
-                return Fill::TimedOut; // not reached: only waiting states read
-            };
-            if deadline <= Instant::now() {
+            if !arm(&self.state, &self.shared.settings, waits) {
                 return Fill::TimedOut;
             }
-            if deadline < waits.timer.deadline() || waits.timer.is_elapsed() {
-                waits.timer.as_mut().reset(deadline);
-            }
-            match self.wait(waits).await {
+            match wait(&self.io, &self.state, &self.shared.shutdown, waits).await {
                 Woke::Readable => {}
                 Woke::Gone => return Fill::Eof,
                 Woke::Timer => continue,
@@ -520,33 +597,6 @@ impl<S: Transport> Conn<S> {
         }
     }
 
-    /// Waits for the socket, the timer or (once) the graceful stop, polled
-    /// by hand: no future is kept per wait.
-    async fn wait(&mut self, waits: &mut Waits<'_>) -> Woke {
-        if !self.state.stopping() && self.shared.shutdown.is_triggered() {
-            return Woke::Stop; // a stop that began before this connection
-        }
-        let io = &self.io;
-        let stopping = self.state.stopping();
-        std::future::poll_fn(|cx| {
-            if let Poll::Ready(ready) = io.poll_read_ready(cx) {
-                return Poll::Ready(if ready.is_ok() {
-                    Woke::Readable
-                } else {
-                    Woke::Gone
-                });
-            }
-            if waits.timer.as_mut().poll(cx).is_ready() {
-                return Poll::Ready(Woke::Timer);
-            }
-            if !stopping && waits.stop.as_mut().poll(cx).is_ready() {
-                return Poll::Ready(Woke::Stop);
-            }
-            Poll::Pending
-        })
-        .await
-    }
-
     /// Makes room in the read buffer for the next read: what the reader
     /// waits for (a whole body at once), and at least `READ_CHUNK`.
     fn make_room(&mut self) {
@@ -564,7 +614,7 @@ impl<S: Transport> Conn<S> {
     async fn finish(mut self, end: End) {
         self.state.on(state::Event::Close);
         match end {
-            End::Gone => {
+            End::Gone | End::Idle => {
                 let _ = self.flush().await;
             }
             End::Close => {
@@ -616,6 +666,54 @@ impl<S: Transport> Conn<S> {
             }
         }
     }
+}
+
+/// Sets the timer for the current state's deadline; `false` when it has
+/// passed. The timer is moved only when the deadline comes earlier (or it
+/// fired): a later deadline is found when the timer fires early, so a busy
+/// connection does not re-arm its timer per request.
+fn arm(state: &ConnState, settings: &Settings, waits: &mut Waits<'_>) -> bool {
+    let Some(deadline) = state.deadline(settings) else {
+        return false; // not reached: only waiting states wait
+    };
+    if deadline <= Instant::now() {
+        return false;
+    }
+    if deadline < waits.timer.deadline() || waits.timer.is_elapsed() {
+        waits.timer.as_mut().reset(deadline);
+    }
+    true
+}
+
+/// Waits for the socket, the timer or (once) the graceful stop, polled by
+/// hand: no future is kept per wait.
+async fn wait<S: Transport>(
+    io: &S,
+    state: &ConnState,
+    shutdown: &ShutdownSignal,
+    waits: &mut Waits<'_>,
+) -> Woke {
+    if !state.stopping() && shutdown.is_triggered() {
+        return Woke::Stop; // a stop that began before this connection
+    }
+    let stopping = state.stopping();
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(ready) = io.poll_read_ready(cx) {
+            return Poll::Ready(if ready.is_ok() {
+                Woke::Readable
+            } else {
+                Woke::Gone
+            });
+        }
+        if waits.timer.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Woke::Timer);
+        }
+        if !stopping && waits.stop.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Woke::Stop);
+        }
+        Poll::Pending
+    })
+    .await
 }
 
 fn body_error(e: BodyError) -> End {
@@ -715,7 +813,7 @@ mod tests {
             let local = Arc::new(LocalAddr::Tcp(addr));
             let future = serve(stream, None, local, shared);
             let size = std::mem::size_of_val(&future);
-            assert!(size <= 768, "the connection future grew to {size} bytes");
+            assert!(size <= 512, "the connection future grew to {size} bytes");
         });
     }
 }

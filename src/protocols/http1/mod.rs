@@ -15,7 +15,7 @@
 //!   through `exchange::Dispatch`, writes (head and body in one `writev`;
 //!   answers to pipelined requests that are ready together in one write).
 //!
-//! Nothing here touches Python or hyper. A rejected request gets its
+//! Nothing here touches Python. A rejected request gets its
 //! 4xx/5xx written directly (with `Connection: close`), then the connection
 //! closes after a short lingering read, so the client sees the answer.
 
