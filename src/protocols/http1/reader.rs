@@ -150,28 +150,24 @@ impl Reader {
         if buf.is_empty() || (whole && (buf.len() as u64) < remaining) {
             return None;
         }
-        let n = buf
-            .len()
-            .min(usize::try_from(remaining).unwrap_or(usize::MAX));
-        self.state = match remaining - n as u64 {
+        let (data, left) = take(buf, remaining);
+        self.state = match left {
             0 => State::Ended,
             left => State::Length { remaining: left },
         };
-        Some(Event::Data(buf.split_to(n).freeze()))
+        Some(Event::Data(data))
     }
 
     fn chunk_data(&mut self, buf: &mut BytesMut, remaining: u64) -> Option<Event> {
         if buf.is_empty() {
             return None;
         }
-        let n = buf
-            .len()
-            .min(usize::try_from(remaining).unwrap_or(usize::MAX));
-        self.state = match remaining - n as u64 {
+        let (data, left) = take(buf, remaining);
+        self.state = match left {
             0 => State::ChunkEnd,
             left => State::ChunkData { remaining: left },
         };
-        Some(Event::Data(buf.split_to(n).freeze()))
+        Some(Event::Data(data))
     }
 
     /// Consumes a chunk-size line; `Ok(false)` when it is not complete.
@@ -243,6 +239,15 @@ impl Reader {
         self.state = State::Ended;
         Ok(true)
     }
+}
+
+/// Cuts up to `remaining` body bytes off the front of `buf` (no copy);
+/// returns them and how many are still to come.
+fn take(buf: &mut BytesMut, remaining: u64) -> (Bytes, u64) {
+    let n = buf
+        .len()
+        .min(usize::try_from(remaining).unwrap_or(usize::MAX));
+    (buf.split_to(n).freeze(), remaining - n as u64)
 }
 
 /// `1*HEXDIG *( BWS ";" BWS name [ BWS "=" BWS value ] )` → the size.
