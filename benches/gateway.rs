@@ -72,13 +72,14 @@ fn header_map() -> HeaderMap {
 
 fn request() -> Request {
     let addr = SocketAddr::from(([127, 0, 0, 1], 8000));
+    let mut http = http::Request::new(RequestBody::Empty);
+    *http.method_mut() = Method::GET;
+    *http.uri_mut() = Uri::from_static("/hello/world?name=ferrowsgi&x=1");
+    *http.version_mut() = Version::HTTP_11;
+    *http.headers_mut() = header_map();
     Request {
-        method: Method::GET,
-        uri: Uri::from_static("/hello/world?name=ferrowsgi&x=1"),
-        version: Version::HTTP_11,
-        headers: header_map(),
+        http,
         has_body_framing: false,
-        body: RequestBody::Empty,
         peer: Some(SocketAddr::from(([127, 0, 0, 1], 54321))),
         local: Arc::new(LocalAddr::Tcp(addr)),
     }

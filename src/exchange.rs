@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::{HeaderMap, Method, StatusCode, Uri, Version};
+use http::{HeaderMap, StatusCode};
 use tokio::sync::{mpsc, oneshot};
 
 /// What a listener is bound to, as shown to users and to the environ
@@ -52,22 +52,18 @@ impl RequestBody {
     }
 }
 
-/// One request, as the gateway needs it to build the environ.
+/// One request across the seam: the HTTP request with its body already
+/// buffered (the `http` crate's type, which hyper's HTTP/2 server uses too,
+/// so every engine hands over the same thing), and what the connection knows
+/// of itself.
 #[derive(Debug)]
 pub struct Request {
-    /// Request method.
-    pub method: Method,
-    /// Request target (origin-form, or absolute-form from a proxy).
-    pub uri: Uri,
-    /// `HTTP/1.0` or `HTTP/1.1`.
-    pub version: Version,
-    /// Request headers, in arrival order.
-    pub headers: HeaderMap,
+    /// Method, target (origin-form, or absolute-form from a proxy), version,
+    /// header fields in arrival order, and the body.
+    pub http: http::Request<RequestBody>,
     /// Whether the request carried framing (Content-Length or chunked), so
     /// CONTENT_LENGTH belongs in the environ even for an empty body.
     pub has_body_framing: bool,
-    /// The request body.
-    pub body: RequestBody,
     /// The client; `None` on a unix socket.
     pub peer: Option<SocketAddr>,
     /// The listener the request arrived on.

@@ -115,23 +115,21 @@ impl EnvironTemplate {
     /// A Python error if a dict or string cannot be made (out of memory).
     pub fn build<'py>(&self, py: Python<'py>, request: Request) -> PyResult<Bound<'py, PyDict>> {
         let env = self.base.bind(py).copy()?;
-        env.set_item(intern!(py, "REQUEST_METHOD"), method(py, &request.method))?;
-        let path = percent_decode(request.uri.path().as_bytes()).collect::<Cow<'_, [u8]>>();
+        let http = &request.http;
+        env.set_item(intern!(py, "REQUEST_METHOD"), method(py, http.method()))?;
+        let path = percent_decode(http.uri().path().as_bytes()).collect::<Cow<'_, [u8]>>();
         env.set_item(
             intern!(py, "PATH_INFO"),
             latin1(py, self.strip_script_name(&path)),
         )?;
-        let query = request.uri.query().unwrap_or("");
+        let query = http.uri().query().unwrap_or("");
         env.set_item(intern!(py, "QUERY_STRING"), latin1(py, query.as_bytes()))?;
-        env.set_item(
-            intern!(py, "SERVER_PROTOCOL"),
-            protocol(py, request.version),
-        )?;
+        env.set_item(intern!(py, "SERVER_PROTOCOL"), protocol(py, http.version()))?;
         self.set_addresses(py, &env, &request)?;
         self.set_headers(py, &env, &request)?;
         env.set_item(
             intern!(py, "wsgi.input"),
-            Bound::new(py, Input::new(request.body))?,
+            Bound::new(py, Input::new(request.http.into_body()))?,
         )?;
         Ok(env)
     }
@@ -164,7 +162,8 @@ impl EnvironTemplate {
             }
         }
         let host = req
-            .headers
+            .http
+            .headers()
             .get(HOST)
             .map(|h| h.as_bytes())
             .filter(|h| !h.is_empty());
@@ -221,17 +220,19 @@ impl EnvironTemplate {
     }
 
     fn set_headers(&self, py: Python<'_>, env: &Bound<'_, PyDict>, req: &Request) -> PyResult<()> {
-        if let Some(ct) = req.headers.get(CONTENT_TYPE) {
+        let headers = req.http.headers();
+        if let Some(ct) = headers.get(CONTENT_TYPE) {
             env.set_item(intern!(py, "CONTENT_TYPE"), latin1(py, ct.as_bytes()))?;
         }
-        if req.has_body_framing || !req.body.is_empty() {
-            env.set_item(intern!(py, "CONTENT_LENGTH"), req.body.len().to_string())?;
+        let body = req.http.body();
+        if req.has_body_framing || !body.is_empty() {
+            env.set_item(intern!(py, "CONTENT_LENGTH"), body.len().to_string())?;
         }
-        for name in req.headers.keys() {
+        for name in headers.keys() {
             if name == CONTENT_TYPE || name == CONTENT_LENGTH || name.as_str().contains('_') {
                 continue;
             }
-            let mut values = req.headers.get_all(name).iter();
+            let mut values = headers.get_all(name).iter();
             let Some(first) = values.next() else { continue };
             let value = match values.next() {
                 None => latin1(py, first.as_bytes()),

@@ -62,7 +62,12 @@ impl Gateway {
 
     fn call(&self, py: Python<'_>, job: Job, inline: bool) -> Option<Resume> {
         let Job { request, reply } = job;
-        let responder = Responder::new(reply, request.method.clone(), request.uri.clone(), inline);
+        let responder = Responder::new(
+            reply,
+            request.http.method().clone(),
+            request.http.uri().clone(),
+            inline,
+        );
         let sr = match Bound::new(py, StartResponse::new(responder)) {
             Ok(sr) => sr,
             Err(e) => {

@@ -401,13 +401,14 @@ impl<S: Transport> Conn<S> {
     async fn call(&mut self, head: Box<Head>, body: RequestBody) -> ResponseStart {
         let head = *head;
         let has_body_framing = head.framing != Framing::None;
+        let mut http = http::Request::new(body);
+        *http.method_mut() = head.method;
+        *http.uri_mut() = head.uri;
+        *http.version_mut() = head.version;
+        *http.headers_mut() = head.headers;
         let request = exchange::Request {
-            method: head.method,
-            uri: head.uri,
-            version: head.version,
-            headers: head.headers,
+            http,
             has_body_framing,
-            body,
             peer: self.peer,
             local: self.local.clone(),
         };
