@@ -119,6 +119,16 @@ impl ResponseHeaders {
         }
     }
 
+    /// The fields of an answer the server makes itself: `Content-Type:
+    /// text/plain; charset=utf-8` and `Server`.
+    pub fn plain_text() -> Self {
+        let mut headers = ResponseHeaders::with_capacity(96);
+        // Constant, valid fields: `push` cannot refuse them.
+        let _ = headers.push(b"Content-Type", b"text/plain; charset=utf-8");
+        let _ = headers.push(b"Server", SERVER_HEADER.as_bytes());
+        headers
+    }
+
     /// Appends the field `name: value` (value bytes are latin-1).
     ///
     /// # Errors
@@ -328,10 +338,7 @@ impl ResponseStart {
     /// `close`: add `Connection: close`, for errors after which the rest of
     /// the connection's bytes cannot be trusted (RFC 9112 §9.6).
     pub fn plain(status: StatusCode, close: bool) -> Self {
-        let mut headers = ResponseHeaders::with_capacity(96);
-        // Constant, valid fields: `push` cannot refuse them.
-        let _ = headers.push(b"Content-Type", b"text/plain; charset=utf-8");
-        let _ = headers.push(b"Server", SERVER_HEADER.as_bytes());
+        let mut headers = ResponseHeaders::plain_text();
         if close {
             let _ = headers.push(b"Connection", b"close");
         }

@@ -41,7 +41,7 @@ use super::reader::{Event, Reader};
 use super::state::{self, ConnState, State};
 use super::{reject, Rejection, Settings};
 use crate::exchange::{self, BodySource, Chunk, Dispatch, Job, LocalAddr, RequestBody};
-use crate::exchange::{ResponseHeaders, ResponseStart, SERVER_HEADER};
+use crate::exchange::{ResponseHeaders, ResponseStart};
 use crate::log::{self, AccessRecord};
 use crate::protocols::body::{BodyError, BodyLimits, BodySink};
 use crate::shutdown::ShutdownSignal;
@@ -732,10 +732,7 @@ fn rejection_response(rejection: Rejection) -> Vec<u8> {
     let status = StatusCode::from_u16(rejection.status).unwrap_or(StatusCode::BAD_REQUEST);
     let phrase = status.canonical_reason().unwrap_or("Bad Request");
     let body = format!("{} {phrase}: {}\n", status.as_u16(), rejection.reason);
-    let mut headers = ResponseHeaders::with_capacity(96);
-    // Constant, valid fields: `push` cannot refuse them.
-    let _ = headers.push(b"Content-Type", b"text/plain; charset=utf-8");
-    let _ = headers.push(b"Server", SERVER_HEADER.as_bytes());
+    let headers = ResponseHeaders::plain_text();
     let mut out = Vec::with_capacity(256);
     let shape = Shape {
         known_len: Some(body.len() as u64),

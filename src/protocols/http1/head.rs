@@ -430,7 +430,7 @@ fn parse_content_length(value: &[u8]) -> Result<u64, Rejection> {
 }
 
 /// Strips optional whitespace (SP, HTAB) from both ends.
-pub fn trim(s: &[u8]) -> &[u8] {
+fn trim(s: &[u8]) -> &[u8] {
     let start = s.iter().take_while(|b| matches!(b, b' ' | b'\t')).count();
     let s = &s[start..];
     let end = s.len()
