@@ -102,7 +102,7 @@ fn bench_pure_rust(c: &mut Criterion) {
 fn bench_environ(c: &mut Criterion) {
     Python::initialize();
     Python::attach(|py| {
-        let template = EnvironTemplate::new(py, &ServerConfig::default()).expect("template");
+        let template = EnvironTemplate::new(py, &ServerConfig::example()).expect("template");
         c.bench_function("environ/build_get_8_headers", |b| {
             b.iter_batched(
                 request,
@@ -141,7 +141,7 @@ fn bench_gateway(c: &mut Criterion) {
     Python::initialize();
     Python::attach(|py| {
         let apps = PyModule::from_code(py, APPS, c"bench_apps.py", c"bench_apps").expect("apps");
-        let config = ServerConfig::default();
+        let config = ServerConfig::example();
         for name in ["hello", "list_1mib"] {
             let app = apps.getattr(name).expect("app").unbind();
             let gateway = Gateway::new(py, app, &config).expect("gateway");

@@ -9,7 +9,10 @@ Rules kept here:
   is alive, with a deadline; never a fixed sleep.
 * Every load run is bounded: wrk gets ``-d`` and the subprocess a timeout.
 * The RSS reported is the worker's: the descendant of the started process that
-  has no children of its own (a master, when there is one, is skipped).
+  has no children of its own (a master, when there is one, is skipped). Its
+  PSS is read with it, for the same pid at the same moment: RSS counts every
+  page the worker maps in full, pages shared with the master included; PSS
+  divides each shared page between the processes that map it.
 * The CPU time reported is the whole server's: utime + stime (and that of
   reaped children) of every process in its tree, read from ``/proc/PID/stat``
   just before wrk starts and just after it ends, divided by the requests wrk
@@ -200,9 +203,36 @@ def _tree(server: Server) -> tuple[list[int], list[int]]:
     return pids, leaves
 
 
+def pss_kib(pid: int) -> int:
+    """PSS of ``pid`` from /proc/PID/smaps_rollup, KiB (0 if it is gone or unreadable).
+
+    smaps_rollup needs Linux 4.14 or later and the right to read the process's maps.
+    """
+    try:
+        rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
+    except OSError:
+        return 0
+    match = re.search(r"^Pss:\s+(\d+) kB", rollup, re.MULTILINE)
+    return int(match.group(1)) if match else 0
+
+
+def _worker(server: Server) -> tuple[int, int]:
+    """(pid, RSS KiB) of the serving process: the largest leaf of the server's tree."""
+    return max(((pid, rss_kib(pid)) for pid in _tree(server)[1]), key=lambda x: x[1])
+
+
 def worker_rss_kib(server: Server) -> int:
     """RSS of the serving process: the largest leaf of the server's process tree."""
-    return max(rss_kib(pid) for pid in _tree(server)[1])
+    return _worker(server)[1]
+
+
+def worker_memory_kib(server: Server) -> tuple[int, int]:
+    """(RSS, PSS) of the serving process, KiB, read one right after the other.
+
+    PSS is 0 when /proc/PID/smaps_rollup cannot be read.
+    """
+    pid, rss = _worker(server)
+    return rss, pss_kib(pid)
 
 
 def cpu_seconds(server: Server) -> float:

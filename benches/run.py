@@ -9,7 +9,7 @@ Each server runs ONE worker process pinned to core 0 (``taskset -c 0``) on
 started for every (pass, workload, server): it is waited for (a TCP connect,
 never a fixed sleep), checked with one request (a fast wrong answer is not a
 result), warmed up (``--warmup``, 1 s), loaded for ``--duration`` seconds,
-and its worker's RSS read. The server's CPU time per request is measured
+and its worker's RSS and PSS read. The server's CPU time per request is measured
 over the load (every process of the server, from /proc). The table shows the
 median of the passes, the ratios ferrowsgi / peer, and issues 5 and 9's
 targets; ``--write`` also writes ``benches/RESULTS.md``. What each workload
@@ -107,6 +107,8 @@ def _summary(sample: Sample) -> str:
         f"{load.requests_per_s:>10,.0f} req/s  p50 {load.p50_ms:.2f} ms"
         f"  p99 {load.p99_ms:.2f} ms  errors {load.errors}  RSS {sample.rss_kib / 1024:.1f} MiB"
     )
+    if sample.pss_kib:
+        line += f"  PSS {sample.pss_kib / 1024:.1f} MiB"
     if load.cpu_us is not None:
         line += f"  CPU {load.cpu_us:.2f} µs/req"
     if sample.baseline is not None and sample.idle_kib is not None:
@@ -199,7 +201,8 @@ def results_md(report: Report, settings: Settings, bounds: list[str], load: str)
         "- Method: one worker process pinned to core 0, `wrk -t1 --latency` pinned to core 1, "
         "keep-alive, a fresh server per run; GB/s counts response body bytes (10^9); "
         "CPU per request: utime + stime of the server's processes over the load ÷ requests "
-        f"done; c10k with {settings.idle:,} idle connections",
+        "done; RSS and PSS: the worker's, from /proc, after the load; "
+        f"c10k with {settings.idle:,} idle connections",
         "",
         *bounds,
         "",

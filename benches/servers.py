@@ -90,6 +90,14 @@ NOTES = [
     "RSS is the worker's: ferrowsgi, gunicorn and granian start a master process and "
     "one worker, and the master is not counted. CPU time per request is the whole "
     "server's (master included): utime + stime from /proc over the load ÷ requests done.",
+    "PSS is the same worker's, read from /proc/PID/smaps_rollup right after its RSS "
+    "(VmRSS). RSS counts in full every page the worker maps, so the pages it shares with "
+    "the master process (copy-on-write pages from before the fork, shared libraries) "
+    "count whole in both; PSS divides each shared page between the processes that map "
+    "it (a page mapped by the master and the worker counts half in each). bjoern has no "
+    "master, so its two figures differ only by the pages of files other processes map too "
+    "(libpython, libc; benches/run.py's own Python among them): PSS moves with what else "
+    "runs on the machine, for every server alike.",
     "pipelined: wrk writes 16 hello GETs at once (benches/pipelined.lua) and its next 16 "
     "once all 16 answers are in; a server that does not answer all 16 of one raw write "
     "fails the run and is shown with the count it answered.",

@@ -97,7 +97,8 @@ def measure(work: Workload, server: Server, seconds: int, warmup: int, idle: int
     if work.idle:
         return _with_idle(work, server, seconds, idle)
     load = harness.load(server, work.connections, seconds, script, args)
-    return Sample(load, harness.worker_rss_kib(server))
+    rss, pss = harness.worker_memory_kib(server)
+    return Sample(load, rss, pss)
 
 
 def _with_idle(work: Workload, server: Server, seconds: int, idle: int) -> Sample:
@@ -105,14 +106,14 @@ def _with_idle(work: Workload, server: Server, seconds: int, idle: int) -> Sampl
     first = harness.load(server, work.connections, seconds, None)
     before = harness.worker_rss_kib(server)
     with wire.IdleConnections(server.port, idle) as connections:
-        after = harness.worker_rss_kib(server)
+        after, pss = harness.worker_memory_kib(server)
         load = harness.load(server, work.connections, seconds, None)
         closed = connections.closed()
         if closed:
             message = f"closed {closed} of the {idle} idle connections during the run"
             raise BenchError(message, shown=f"closed {closed} idle")
     last = harness.load(server, work.connections, seconds, None)
-    return Sample(load, after, _mean(first, last), (after - before) / idle)
+    return Sample(load, after, pss, _mean(first, last), (after - before) / idle)
 
 
 def _mean(a: Load, b: Load) -> Load:

@@ -5,11 +5,15 @@
 //! the parsing of `--bind` strings is unit-tested in plain Rust.
 
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::protocols::http1::Limits;
+
+/// The forms `--bind` accepts, for error messages.
+pub const BIND_FORMS: &str = "HOST:PORT, [IPv6]:PORT, :PORT (all IPv4 interfaces), HOST \
+     (port 8000), unix:PATH or fd://N";
 
 /// One listening address, as given to `--bind`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,46 +28,111 @@ pub enum BindAddr {
 }
 
 impl BindAddr {
-    /// Parses one `--bind` value.
+    /// Parses one `--bind` value: the only address parser (Python calls it
+    /// through `_ferrowsgi.parse_bind`).
     ///
-    /// Accepts `HOST:PORT`, `[IPv6]:PORT`, `unix:PATH` and `fd://N`. `localhost`
-    /// is taken as `127.0.0.1`; an empty host (`:8000`) as `0.0.0.0`.
+    /// Accepts [`BIND_FORMS`]; `unix://PATH` and a leading `tcp://` too, as
+    /// gunicorn does. `localhost` is `127.0.0.1`; another host name is
+    /// resolved now (its first IPv4 address, else its first address); an
+    /// empty host (`:8000`) is `0.0.0.0`, and a host without a port gets 8000.
     ///
     /// # Errors
-    /// `ConfigError` naming the value when it matches none of the forms.
+    /// `ConfigError` naming the value, why it is wrong, and the accepted forms.
     pub fn parse(value: &str) -> Result<Self, ConfigError> {
-        let bad = |why: &str| ConfigError(format!("invalid bind address {value:?}: {why}"));
-        if let Some(path) = value.strip_prefix("unix:") {
+        let text = value.trim();
+        let bad = |why: &str| {
+            ConfigError(format!(
+                "invalid address {value:?}: {why}; expected {BIND_FORMS}"
+            ))
+        };
+        if let Some(path) = text.strip_prefix("unix:") {
+            let path = path.strip_prefix("//").unwrap_or(path);
             if path.is_empty() {
-                return Err(bad("empty unix socket path"));
+                return Err(bad("no socket path after unix:"));
             }
             return Ok(BindAddr::Unix(PathBuf::from(path)));
         }
-        if let Some(fd) = value.strip_prefix("fd://") {
-            let fd: i32 = fd.parse().map_err(|_| bad("fd must be a number"))?;
-            return if fd >= 0 {
-                Ok(BindAddr::Fd(fd))
-            } else {
-                Err(bad("negative fd"))
+        if let Some(fd) = text.strip_prefix("fd://") {
+            return match fd.parse::<i32>() {
+                Ok(fd) if fd >= 0 => Ok(BindAddr::Fd(fd)),
+                _ => Err(bad("fd://N takes a file descriptor number")),
             };
         }
-        let (host, port) = value
-            .rsplit_once(':')
-            .ok_or_else(|| bad("expected HOST:PORT"))?;
-        let port: u16 = port.parse().map_err(|_| bad("port must be 0-65535"))?;
-        let host = match host {
-            "" => "0.0.0.0",
-            "localhost" => "127.0.0.1",
-            h => h
-                .strip_prefix('[')
-                .and_then(|h| h.strip_suffix(']'))
-                .unwrap_or(h),
-        };
-        let ip = host
-            .parse()
-            .map_err(|_| bad("host must be an IP address"))?;
-        Ok(BindAddr::Tcp(SocketAddr::new(ip, port)))
+        let text = text.strip_prefix("tcp://").unwrap_or(text);
+        if text.is_empty() {
+            return Err(bad("empty"));
+        }
+        if let Some((scheme, _)) = text.split_once("://") {
+            return Err(bad(&format!("unknown scheme {scheme:?}")));
+        }
+        let (host, port) = split_host_port(text).map_err(|why| bad(&why))?;
+        resolve(host, port)
+            .map(BindAddr::Tcp)
+            .map_err(|why| bad(&why))
     }
+}
+
+/// `HOST:PORT`, `[IPv6]:PORT`, `HOST` or `:PORT` into host (brackets
+/// removed, `0.0.0.0` when empty) and port (8000 when absent).
+fn split_host_port(text: &str) -> Result<(&str, u16), String> {
+    let (host, port) = if let Some(rest) = text.strip_prefix('[') {
+        let (host, after) = rest
+            .split_once(']')
+            .ok_or("an IPv6 address needs a closing ']'")?;
+        match after {
+            "" => (host, None),
+            _ => (
+                host,
+                Some(after.strip_prefix(':').ok_or("expected ':' after ']'")?),
+            ),
+        }
+    } else if text.matches(':').count() > 1 {
+        return Err("put an IPv6 address in brackets, such as [::1]:8000".to_owned());
+    } else {
+        match text.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (text, None),
+        }
+    };
+    let port = match port {
+        None => 8000,
+        Some(p) => p
+            .parse()
+            .map_err(|_| format!("{p:?} is not a port number (0-65535)"))?,
+    };
+    Ok((if host.is_empty() { "0.0.0.0" } else { host }, port))
+}
+
+/// The socket address of `host`: an IP address as it is, `localhost` as
+/// 127.0.0.1, a name through the system resolver.
+fn resolve(host: &str, port: u16) -> Result<SocketAddr, String> {
+    if host.eq_ignore_ascii_case("localhost") {
+        return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Ok(SocketAddr::new(ip, port));
+    }
+    if host.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        return Err(format!(
+            "{host:?} is not an IP address (for a port alone write :{host})"
+        ));
+    }
+    let name_like = host
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+    if !name_like {
+        return Err(format!("{host:?} is neither an IP address nor a host name"));
+    }
+    let found: Vec<SocketAddr> = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {host:?}: {e}"))?
+        .collect();
+    found
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(found.first())
+        .copied()
+        .ok_or_else(|| format!("{host:?} has no address"))
 }
 
 impl fmt::Display for BindAddr {
@@ -88,45 +157,71 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-/// The server's options, validated. Field docs give units and defaults.
+/// The keys of the options dict `_ferrowsgi.Server` takes: each one must be
+/// present (the options table in `python/ferrowsgi/options.py` holds the
+/// defaults, so there is one set of them) and no other is accepted.
+pub const KEYS: [&str; 17] = [
+    "bind",
+    "backlog",
+    "threads",
+    "max_connections",
+    "graceful_timeout",
+    "keep_alive",
+    "header_timeout",
+    "body_timeout",
+    "max_body_size",
+    "body_buffer_size",
+    "limit_request_line",
+    "limit_request_fields",
+    "limit_request_field_size",
+    "max_requests",
+    "url_scheme",
+    "script_name",
+    "multiprocess",
+];
+
+/// The server's options, validated. The options table documents each one.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
-    /// Where to listen. Default `127.0.0.1:8000`.
+    /// Where to listen (`bind`).
     pub binds: Vec<BindAddr>,
-    /// Python threads calling the application; at least 1. Default 1.
+    /// Python threads calling the application; at least 1.
     pub threads: usize,
-    /// Idle time after which a keep-alive connection is closed. Default 5 s.
+    /// Idle time after which a keep-alive connection is closed.
     pub keep_alive: Duration,
-    /// Time a client gets to send a whole request head. Default 10 s.
+    /// Time a client gets to send a whole request head.
     pub header_timeout: Duration,
-    /// Longest wait for the next bytes of a request body; then 408. Default 30 s.
+    /// Longest wait for the next bytes of a request body; then 408.
     pub body_timeout: Duration,
     /// Open connections per process; beyond it new ones wait in the backlog.
-    /// Default 1000.
     pub max_connections: usize,
-    /// Request-line and header limits (414 / 431). Defaults 8190 bytes,
-    /// 100 fields, 8190 bytes per field, as gunicorn.
+    /// Request-line and header limits (414 / 431), bytes and fields.
     pub limits: Limits,
-    /// Largest request body accepted, bytes; beyond it 413. Default 1 GiB.
+    /// Largest request body accepted, bytes; beyond it 413.
     pub max_body_size: u64,
     /// Request bodies up to this size stay in memory; larger ones go to a
-    /// temporary file, bytes. Default 1 MiB.
+    /// temporary file, bytes.
     pub body_buffer_size: usize,
-    /// Time requests in flight get to finish after a stop. Default 30 s.
+    /// Time requests in flight get to finish after a stop.
     pub graceful_timeout: Duration,
-    /// `listen()` backlog for sockets bound here. Default 2048.
+    /// `listen()` backlog for sockets bound here.
     pub backlog: i32,
-    /// `environ['wsgi.multiprocess']`. Default false.
+    /// Requests after which the server stops by itself (graceful, as on
+    /// `shutdown()`); 0 = never.
+    pub max_requests: u64,
+    /// `environ['wsgi.multiprocess']`.
     pub multiprocess: bool,
-    /// `environ['wsgi.url_scheme']`. Default `http`.
+    /// `environ['wsgi.url_scheme']`.
     pub url_scheme: String,
     /// `environ['SCRIPT_NAME']`: the prefix the application is mounted at,
-    /// without a trailing slash. Default empty (mounted at the root).
+    /// without a trailing slash; empty when mounted at the root.
     pub script_name: String,
 }
 
-impl Default for ServerConfig {
-    fn default() -> Self {
+impl ServerConfig {
+    /// A configuration for unit tests and micro-benchmarks: one TCP address,
+    /// one thread. Not the server's defaults: those are the options table's.
+    pub fn example() -> Self {
         ServerConfig {
             binds: vec![BindAddr::Tcp(SocketAddr::from(([127, 0, 0, 1], 8000)))],
             threads: 1,
@@ -139,14 +234,43 @@ impl Default for ServerConfig {
             body_buffer_size: 1 << 20,
             graceful_timeout: Duration::from_secs(30),
             backlog: 2048,
+            max_requests: 0,
             multiprocess: false,
             url_scheme: "http".to_owned(),
             script_name: String::new(),
         }
     }
-}
 
-impl ServerConfig {
+    /// Every option as `key=value`, comma-separated, in [`KEYS`] order: the
+    /// debug log shows what the server really runs with.
+    pub fn describe(&self) -> String {
+        let binds: Vec<String> = self.binds.iter().map(ToString::to_string).collect();
+        let values = [
+            binds.join(","),
+            self.backlog.to_string(),
+            self.threads.to_string(),
+            self.max_connections.to_string(),
+            self.graceful_timeout.as_secs_f64().to_string(),
+            self.keep_alive.as_secs_f64().to_string(),
+            self.header_timeout.as_secs_f64().to_string(),
+            self.body_timeout.as_secs_f64().to_string(),
+            self.max_body_size.to_string(),
+            self.body_buffer_size.to_string(),
+            self.limits.max_request_line.to_string(),
+            self.limits.max_fields.to_string(),
+            self.limits.max_field_size.to_string(),
+            self.max_requests.to_string(),
+            self.url_scheme.clone(),
+            format!("{:?}", self.script_name),
+            self.multiprocess.to_string(),
+        ];
+        KEYS.iter()
+            .zip(values)
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
     /// Checks the values that have a range.
     ///
     /// # Errors
@@ -202,6 +326,12 @@ mod tests {
             BindAddr::Unix("/tmp/s".into())
         );
         assert_eq!(BindAddr::parse("fd://3").unwrap(), BindAddr::Fd(3));
+        assert_eq!(BindAddr::parse("127.0.0.1").unwrap(), tcp("127.0.0.1:8000"));
+        assert_eq!(BindAddr::parse("tcp://[::1]:9").unwrap(), tcp("[::1]:9"));
+        assert_eq!(
+            BindAddr::parse("unix:///run/a.sock").unwrap(),
+            BindAddr::Unix("/run/a.sock".into())
+        );
     }
 
     #[test]
@@ -214,8 +344,12 @@ mod tests {
             "unix:",
             "fd://x",
             "fd://-1",
+            "uwsgi://127.0.0.1:3031",
+            "::1:80",
+            "a b:80",
         ] {
-            assert!(BindAddr::parse(bad).is_err(), "{bad:?} was accepted");
+            let err = BindAddr::parse(bad).expect_err(bad);
+            assert!(err.0.contains("unix:PATH"), "{err} lists no forms");
         }
     }
 
@@ -223,10 +357,10 @@ mod tests {
     fn validates_ranges() {
         let cfg = ServerConfig {
             threads: 0,
-            ..ServerConfig::default()
+            ..ServerConfig::example()
         };
         assert!(cfg.validate().is_err());
-        assert!(ServerConfig::default().validate().is_ok());
+        assert!(ServerConfig::example().validate().is_ok());
         assert!(seconds("timeout", -1.0).is_err());
         assert_eq!(
             seconds("timeout", 1.5).unwrap(),

@@ -2,11 +2,13 @@
 //!
 //! # Layout
 //!
-//! - [`api`]: the PyO3 boundary (`Server`, `init_logging`, `log`); the
-//!   contract is `python/ferrowsgi/_ferrowsgi.pyi`.
+//! - [`api`]: the PyO3 boundary (`Server`, the options dict, `parse_bind`
+//!   and `bind_socket`, the logs); the contract is
+//!   `python/ferrowsgi/_ferrowsgi.pyi`.
 //! - [`runner`]: one run of a server: the I/O thread, the Python threads,
 //!   signals and the drain.
-//! - [`config`]: `ServerConfig`, validated once.
+//! - [`config`]: `ServerConfig` and its keys; `BindAddr`, the one address
+//!   parser.
 //! - [`server`]: listeners and the accept loop; one task per connection.
 //! - [`protocols`]: the protocol engines (our HTTP/1.1 engine in
 //!   `protocols::http1`) and request-body buffering.
@@ -39,7 +41,10 @@ fn _ferrowsgi(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<wsgi::file_wrapper::FileWrapper>()?;
     m.add_class::<wsgi::input::Input>()?;
     m.add_class::<wsgi::errors::ErrorStream>()?;
-    m.add_function(wrap_pyfunction!(api::init_logging, m)?)?;
-    m.add_function(wrap_pyfunction!(api::log_message, m)?)?;
+    m.add("SERVER_OPTIONS", config::KEYS.to_vec())?;
+    m.add_function(wrap_pyfunction!(api::logging::init_logging, m)?)?;
+    m.add_function(wrap_pyfunction!(api::logging::log_message, m)?)?;
+    m.add_function(wrap_pyfunction!(api::address::parse_bind, m)?)?;
+    m.add_function(wrap_pyfunction!(api::address::bind_socket, m)?)?;
     Ok(())
 }

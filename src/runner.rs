@@ -36,6 +36,11 @@ const SIGNAL_CHECK: Duration = Duration::from_millis(100);
 pub struct RunArgs<'a> {
     /// The WSGI application.
     pub app: &'a Py<PyAny>,
+    /// Requests after which the server stops by itself; 0 = never.
+    pub max_requests: u64,
+    /// Called (no arguments) once the server is ready to serve: sockets
+    /// attached, every Python thread up.
+    pub ready: Option<Bound<'a, PyAny>>,
     /// The validated options.
     pub config: &'a Arc<ServerConfig>,
     /// The bound listening sockets.
@@ -64,7 +69,7 @@ enum Drained {
 pub fn run(
     py: Python<'_>,
     args: RunArgs<'_>,
-    trigger: &ShutdownTrigger,
+    trigger: &Arc<ShutdownTrigger>,
     signal: ShutdownSignal,
 ) -> PyResult<()> {
     let config = args.config;
@@ -75,13 +80,15 @@ pub fn run(
     let (queue_tx, queue_rx) = crossbeam_channel::unbounded();
     let pending = Arc::new(AtomicUsize::new(0));
     let pool = Pool::start(
+        py,
         args.stats.clone(),
         gateway.clone(),
         queue_rx,
         pending.clone(),
     )?;
     let inline = (config.threads == 1).then_some(gateway);
-    let dispatcher = Dispatcher::new(queue_tx, inline, args.stats.clone(), pending);
+    let limit = (args.max_requests > 0).then(|| (args.max_requests, trigger.clone()));
+    let dispatcher = Dispatcher::new(queue_tx, inline, args.stats.clone(), pending, limit);
     let tracker = TaskTracker::new();
     {
         let _entered = rt.enter();
@@ -106,7 +113,11 @@ pub fn run(
                 let _ = done_tx.send(drained);
             })?
     };
-    let (drained, interrupted) = wait(py, &done, trigger, &abort);
+    let refused = args.ready.and_then(|ready| ready.call0().err());
+    if refused.is_some() {
+        trigger.trigger();
+    }
+    let (drained, interrupted) = wait(py, &done, trigger, &abort, refused);
     let _ = py.detach(|| io.join());
     report(drained, config.graceful_timeout);
     let grace = match drained {
@@ -147,14 +158,14 @@ fn serve_and_drain(
 
 /// The calling thread: waits for the I/O thread, running Python signal
 /// handlers meanwhile. Returns how the drain ended and the exception of the
-/// first handler that raised.
+/// first handler that raised (or `interrupted`, the ready callback's).
 fn wait(
     py: Python<'_>,
     done: &crossbeam_channel::Receiver<Drained>,
     trigger: &ShutdownTrigger,
     abort: &Notify,
+    mut interrupted: Option<PyErr>,
 ) -> (Drained, Option<PyErr>) {
-    let mut interrupted: Option<PyErr> = None;
     loop {
         match py.detach(|| done.recv_timeout(SIGNAL_CHECK)) {
             Ok(drained) => return (drained, interrupted),

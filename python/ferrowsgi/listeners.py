@@ -2,10 +2,11 @@
 
 Rules this module keeps:
 
-* Binding mirrors the Rust side (``src/server/listener.rs``): TCP sockets get
-  ``SO_REUSEADDR`` and the backlog, ``localhost`` is 127.0.0.1; a unix socket
-  file left by a dead server is replaced (any other file is an error) and is
-  removed again when the master closes it; ``fd://N`` is used as it is.
+* Addresses are parsed and bound by the native core (``_ferrowsgi.bind_socket``,
+  the parser and binding a one-process server uses): TCP sockets get
+  ``SO_REUSEADDR`` and the backlog; a unix socket file left by a dead server is
+  replaced (any other file is an error) and is removed again when the master
+  closes it; ``fd://N`` is checked and used as it is.
 * Systemd socket activation: when ``LISTEN_PID`` is this process and
   ``LISTEN_FDS`` is N, fds 3..3+N-1 are the sockets and ``--bind`` is ignored;
   the variables are then removed so that no child takes them for its own.
@@ -20,13 +21,11 @@ from __future__ import annotations
 
 import os
 import socket
-import stat
 
-from . import cli
+from . import _ferrowsgi
+from .logs import log
 
 __all__ = ["Listeners"]
-
-log = cli.log
 
 
 class Listeners:
@@ -102,7 +101,9 @@ class Listeners:
     def _twin(self, base: socket.socket, kind: str) -> socket.socket:
         if kind != "tcp":
             return base  # unix or inherited: shared by every slot
-        return _bind_tcp(base.family, base.getsockname(), self.backlog, reuse_port=True)
+        host, port = base.getsockname()[:2]
+        address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        return _listen(address, self.backlog, reuse_port=True)[0]
 
 
 def systemd_fds() -> list[int]:
@@ -116,51 +117,7 @@ def systemd_fds() -> list[int]:
 
 
 def _listen(bind: str, backlog: int, reuse_port: bool) -> tuple[socket.socket, str]:
-    """One socket for a checked bind string (config.parse_bind), and its kind."""
-    if bind.startswith("fd://"):
-        return _adopt(int(bind[len("fd://") :])), "fd"
-    if bind.startswith("unix:"):
-        return _bind_unix(bind[len("unix:") :], backlog), "unix"
-    host, _, port = bind.rpartition(":")
-    host = "127.0.0.1" if host == "localhost" else host.strip("[]")
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    return _bind_tcp(family, (host, int(port)), backlog, reuse_port), "tcp"
-
-
-def _bind_tcp(family: int, address: tuple, backlog: int, reuse_port: bool) -> socket.socket:
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if reuse_port:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        sock.bind(address)
-        sock.listen(backlog)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
-
-
-def _bind_unix(path: str, backlog: int) -> socket.socket:
-    try:
-        if stat.S_ISSOCK(os.lstat(path).st_mode):
-            os.unlink(path)  # left by a server that died; never a user's regular file
-    except FileNotFoundError:
-        pass
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        sock.bind(path)
-        sock.listen(backlog)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
-
-
-def _adopt(fd: int) -> socket.socket:
-    sock = socket.socket(fileno=fd)
-    listening = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
-    if sock.type != socket.SOCK_STREAM or not listening:
-        sock.detach()
-        raise OSError(0, "not a listening stream socket")
-    return sock
+    """One socket for a checked bind string, and its kind ("tcp", "unix" or "fd")."""
+    sock = socket.socket(fileno=_ferrowsgi.bind_socket(bind, backlog, reuse_port))
+    kind = "fd" if bind.startswith("fd://") else "unix" if bind.startswith("unix:") else "tcp"
+    return sock, kind

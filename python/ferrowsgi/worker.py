@@ -8,11 +8,16 @@ Rules this module keeps:
   :data:`BOOT_ERROR` when the application or the server could not be made,
   else 0.
 * The master decides; the worker tells. One line per message on the worker's
-  pipe: ``ready`` once the application is loaded and the server made; ``beat S``
+  pipe: ``ready`` once the application is loaded and the server is up (its
+  Python threads started); ``beat S``
   every :data:`TICK` seconds with ``--timeout`` (S: seconds left before the
-  oldest running application call passes the timeout); ``retire`` when it stops
-  by itself (--max-requests, --max-worker-memory); ``reload`` when --reload saw
-  a change. A full pipe drops the message instead of blocking.
+  oldest running application call passes the timeout, or ``idle`` when no call
+  runs); ``retire`` when it stops by itself (--max-requests, --max-worker-memory);
+  ``reload`` when --reload saw a change. A full pipe drops the message instead
+  of blocking.
+* ``--max-requests`` is counted by the native server, which begins its graceful
+  stop after exactly that many requests; the watchdog only tells the master.
+* Light: nothing here imports the command line, argparse or dataclasses.
 * Signals: TERM starts a graceful stop once (a second one must not cut the
   drain short); QUIT exits at once; USR1 reopens the logs; INT, HUP, TTIN and
   TTOU are the master's business and do nothing here. They are installed
@@ -33,29 +38,44 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
-from . import _ferrowsgi, cli, config
+from . import _ferrowsgi, loader
+from .logs import log, setup_logging
+
+if TYPE_CHECKING:
+    from .options import Config
 
 __all__ = ["BOOT_ERROR", "TICK", "Reloader", "WorkerSpec", "app_directory", "run", "set_title"]
 
 BOOT_ERROR = 3  # exit status: the application or the server could not be made
 TICK = 0.5  # seconds between two watchdog checks (heartbeat, limits, master alive)
-log = cli.log
 
 
-@dataclass
 class WorkerSpec:
-    """What the master hands to a worker it forks."""
+    """What the master hands to a worker process it forks.
 
-    cfg: config.Config
-    fds: list[int]  # listening sockets, each passed to Rust as fd://N (Rust owns them)
-    channel: int  # write end of this worker's pipe to the master
-    master_pid: int  # when getppid() differs, the master died: stop
-    multiprocess: bool  # environ['wsgi.multiprocess']: more than one worker serves
-    app: Callable[..., Any] | None = None  # the preloaded application, if any
-    sigmask: set[signal.Signals] = field(default_factory=set)  # to restore once ready
+    ``fds``: listening sockets, each passed to Rust as ``fd://N`` (Rust owns them);
+    ``channel``: write end of the worker's pipe to the master; ``master_pid``: when
+    ``getppid()`` differs, the master died; ``multiprocess``: more than one worker
+    serves (``environ['wsgi.multiprocess']``); ``app``: the preloaded application,
+    if any; ``sigmask``: the signal mask to restore once the handlers are set.
+    """
+
+    __slots__ = ("app", "cfg", "channel", "fds", "master_pid", "multiprocess", "sigmask")
+
+    def __init__(
+        self,
+        cfg: Config,
+        fds: list[int],
+        channel: int,
+        master_pid: int,
+        multiprocess: bool,
+        app: Callable[..., Any] | None = None,
+        sigmask: set[signal.Signals] | None = None,
+    ) -> None:
+        self.cfg, self.fds, self.channel, self.master_pid = cfg, fds, channel, master_pid
+        self.multiprocess, self.app, self.sigmask = multiprocess, app, sigmask or set()
 
 
 class _State:
@@ -89,22 +109,26 @@ def _serve(spec: WorkerSpec) -> int:
     faulthandler.enable(all_threads=True)
     set_title("worker", spec.cfg.app)
     log.info("Booting worker with pid %d", os.getpid())
-    app = spec.app if spec.app is not None else cli.load_app(spec.cfg.app)
+    app = spec.app if spec.app is not None else loader.load_logged(spec.cfg.app)
     if app is None:
         return BOOT_ERROR
-    settings = spec.cfg.server_config()
-    settings.update(binds=[f"fd://{fd}" for fd in spec.fds], multiprocess=spec.multiprocess)
+    cfg = spec.cfg
+    jitter = random.randint(0, cfg.max_requests_jitter) if cfg.max_requests else 0
+    settings = cfg.server_config(
+        bind=[f"fd://{fd}" for fd in spec.fds],
+        multiprocess=spec.multiprocess,
+        max_requests=cfg.max_requests + jitter if cfg.max_requests else 0,
+    )
     try:
         server = _ferrowsgi.Server(app, settings)
     except (OSError, ValueError, TypeError) as e:
         log.error("Error: %s", e)
         return BOOT_ERROR
     channel = Channel(spec.channel)
-    watchdog = Watchdog(server, spec, channel, state)
-    channel.send("ready")
+    watchdog = Watchdog(server, spec, channel, state, settings["max_requests"])
     watchdog.start()
     try:
-        server.serve_forever()
+        server.serve_forever(lambda: channel.send("ready"))
     except (SystemExit, KeyboardInterrupt):
         pass
     finally:
@@ -123,7 +147,7 @@ def _install_signals(spec: WorkerSpec, state: _State) -> None:
 
     def reopen_logs(signum: int, frame: Any) -> None:
         try:
-            cli.setup_logging(spec.cfg.log_level, spec.cfg.access_log)
+            setup_logging(spec.cfg.log_level, spec.cfg.access_log, spec.cfg.error_log)
         except OSError as e:
             log.error("Cannot reopen the access log: %s", e)
 
@@ -161,14 +185,15 @@ class Channel:
 class Watchdog(threading.Thread):
     """Every :data:`TICK` seconds: heartbeat, recycling limits, master alive, --reload."""
 
-    def __init__(self, server: Any, spec: WorkerSpec, channel: Channel, state: _State) -> None:
+    def __init__(
+        self, server: Any, spec: WorkerSpec, channel: Channel, state: _State, max_requests: int
+    ) -> None:
         super().__init__(name="ferrowsgi-watchdog", daemon=True)
         cfg = spec.cfg
         self.server, self.channel, self.state = server, channel, state
         self.master_pid = spec.master_pid
         self.timeout = cfg.timeout
-        jitter = random.randint(0, cfg.max_requests_jitter)
-        self.max_requests = cfg.max_requests + jitter if cfg.max_requests else 0
+        self.max_requests = max_requests  # the server stops itself after exactly this many
         self.max_memory = cfg.max_worker_memory
         self.reloader = Reloader(app_directory(cfg.app)) if cfg.reload else None
         self.stopped = threading.Event()
@@ -180,21 +205,25 @@ class Watchdog(threading.Thread):
             self.reloader.close()
 
     def run(self) -> None:
-        # --max-requests is checked every 20 ms, so that a busy worker does not serve
-        # hundreds more before it notices; everything else every TICK.
+        # The server stops itself after --max-requests; the master is told within
+        # 20 ms, so that the replacement starts while this one drains.
         period = 0.02 if self.max_requests else TICK
         next_tick = time.monotonic()
         while not self.stopped.wait(period):
             served = self.server.requests_served
             if self.max_requests and served >= self.max_requests and not self.state.stopping:
-                self.retire(f"Worker (pid {os.getpid()}) served {served} requests (--max-requests)")
+                log.info("Worker (pid %d) served %d requests (--max-requests); stopping "
+                         "gracefully", os.getpid(), served)  # fmt: skip
+                self.state.stopping = True
+                self.channel.send("retire")
             if time.monotonic() >= next_tick:
                 next_tick = time.monotonic() + TICK
                 self.tick()
 
     def tick(self) -> None:
         if self.timeout:
-            self.channel.send(f"beat {self.timeout - self.server.busy_seconds():.3f}")
+            busy = self.server.busy_seconds()
+            self.channel.send(f"beat {self.timeout - busy:.3f}" if busy else "beat idle")
         if self.state.stopping:
             return
         reason = self.recycle_reason()

@@ -36,14 +36,15 @@ pub enum StdListener {
 impl StdListener {
     /// Binds (or adopts, for `fd://N`) one listening socket.
     ///
-    /// `backlog`: the `listen()` queue length for sockets bound here.
+    /// `backlog`: the `listen()` queue length for sockets bound here;
+    /// `reuse_port`: set `SO_REUSEPORT` on a TCP socket (one per worker).
     ///
     /// # Errors
     /// The OS error of `bind`/`listen` (address in use, permission denied),
     /// or `InvalidInput` for an fd that is not a stream socket.
-    pub fn bind(addr: &BindAddr, backlog: i32) -> io::Result<Self> {
+    pub fn bind(addr: &BindAddr, backlog: i32, reuse_port: bool) -> io::Result<Self> {
         match addr {
-            BindAddr::Tcp(sa) => bind_tcp(*sa, backlog),
+            BindAddr::Tcp(sa) => bind_tcp(*sa, backlog, reuse_port),
             BindAddr::Unix(path) => bind_unix(path, backlog),
             BindAddr::Fd(fd) => adopt_fd(*fd),
         }
@@ -61,6 +62,19 @@ impl StdListener {
                 Ok(LocalAddr::Unix(
                     addr.as_pathname().map(PathBuf::from).unwrap_or_default(),
                 ))
+            }
+        }
+    }
+
+    /// The socket's file descriptor, handed to the caller to own (the master
+    /// process keeps it, a worker serves it as `fd://N`); a unix socket's path
+    /// is then the caller's to remove.
+    pub fn into_raw_fd(mut self) -> i32 {
+        match &mut self {
+            StdListener::Tcp(l) => l.try_clone().map_or(-1, IntoRawFd::into_raw_fd),
+            StdListener::Unix { listener, owned } => {
+                *owned = None;
+                listener.try_clone().map_or(-1, IntoRawFd::into_raw_fd)
             }
         }
     }
@@ -86,6 +100,15 @@ impl StdListener {
     }
 }
 
+impl std::os::fd::AsRawFd for StdListener {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        match self {
+            StdListener::Tcp(l) => l.as_raw_fd(),
+            StdListener::Unix { listener, .. } => listener.as_raw_fd(),
+        }
+    }
+}
+
 impl Drop for StdListener {
     fn drop(&mut self) {
         if let StdListener::Unix {
@@ -97,9 +120,12 @@ impl Drop for StdListener {
     }
 }
 
-fn bind_tcp(addr: SocketAddr, backlog: i32) -> io::Result<StdListener> {
+fn bind_tcp(addr: SocketAddr, backlog: i32, reuse_port: bool) -> io::Result<StdListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
+    if reuse_port {
+        socket.set_reuse_port(true)?;
+    }
     socket.bind(&addr.into())?;
     socket.listen(backlog)?;
     Ok(StdListener::Tcp(socket.into()))

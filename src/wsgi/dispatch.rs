@@ -16,6 +16,7 @@ use crossbeam_channel::Sender;
 use pyo3::prelude::*;
 
 use crate::exchange::{Dispatch, Job, Stopped};
+use crate::shutdown::ShutdownTrigger;
 use crate::wsgi::pool::{PoolStats, Work};
 use crate::wsgi::Gateway;
 
@@ -27,23 +28,39 @@ pub struct Dispatcher {
     stats: Arc<PoolStats>,
     /// Work queued or running in the pool (inline calls wait for zero).
     pending: Arc<AtomicUsize>,
+    /// `max_requests`: after this many requests, the graceful stop begins.
+    limit: Option<(u64, Arc<ShutdownTrigger>)>,
 }
 
 impl Dispatcher {
     /// A dispatcher feeding `queue`; `inline`: the gateway to call on the
     /// I/O thread while the pool is idle. `pending` is shared with the pool,
-    /// which decrements it as it finishes work.
+    /// which decrements it as it finishes work. `limit`: the number of
+    /// requests (`max_requests`) after which `trigger` starts the graceful
+    /// stop; the requests already read still run, no new one is accepted.
     pub fn new(
         queue: Sender<Work>,
         inline: Option<Arc<Gateway>>,
         stats: Arc<PoolStats>,
         pending: Arc<AtomicUsize>,
+        limit: Option<(u64, Arc<ShutdownTrigger>)>,
     ) -> Self {
         Dispatcher {
             queue,
             inline,
             stats,
             pending,
+            limit,
+        }
+    }
+
+    /// Counts a request, and begins the stop when it is the last one.
+    fn count(&self) {
+        let served = self.stats.count_request();
+        if let Some((limit, trigger)) = &self.limit {
+            if served == *limit {
+                trigger.trigger();
+            }
         }
     }
 
@@ -59,9 +76,9 @@ impl Dispatcher {
 impl Dispatch for Dispatcher {
     fn dispatch(&self, job: Job) -> Result<(), Stopped> {
         let idle = self.pending.load(Ordering::Acquire) == 0;
+        self.count();
         match &self.inline {
             Some(gateway) if idle => {
-                self.stats.count_request();
                 let resume = Python::attach(|py| {
                     let slot = self.stats.inline_slot();
                     self.stats.running(slot, || gateway.handle_inline(py, job))

@@ -78,9 +78,9 @@ impl PoolStats {
         self.busy_since.len() - 1
     }
 
-    /// Counts a request handed to the application.
-    pub fn count_request(&self) {
-        self.requests.fetch_add(1, Ordering::Relaxed);
+    /// Counts a request handed to the application; returns the new count.
+    pub fn count_request(&self) -> u64 {
+        self.requests.fetch_add(1, Ordering::Relaxed) + 1
     }
 
     /// Runs `call` (application code: a request's, or the rest of a
@@ -103,19 +103,24 @@ pub struct Pool {
 impl Pool {
     /// Starts one thread per thread slot of `stats`, taking work from
     /// `queue` and decrementing `pending` after each item; they exit when
-    /// every sender of `queue` is dropped.
+    /// every sender of `queue` is dropped. Returns once every thread is
+    /// attached to the interpreter and waiting for work (the GIL released
+    /// meanwhile), so that "ready" means ready.
     ///
     /// # Errors
     /// The OS error when a thread cannot be spawned.
     pub fn start(
+        py: Python<'_>,
         stats: Arc<PoolStats>,
         gateway: Arc<Gateway>,
         queue: Receiver<Work>,
         pending: Arc<AtomicUsize>,
     ) -> std::io::Result<Self> {
+        let (started_tx, started) = crossbeam_channel::unbounded();
         let threads = (0..stats.inline_slot())
             .map(|i| {
-                let worker = Worker {
+                let started = started_tx.clone();
+                let thread = PoolThread {
                     gateway: gateway.clone(),
                     queue: queue.clone(),
                     stats: stats.clone(),
@@ -124,9 +129,17 @@ impl Pool {
                 };
                 std::thread::Builder::new()
                     .name(format!("ferrowsgi-py-{i}"))
-                    .spawn(move || Python::attach(|py| worker.run(py)))
+                    .spawn(move || {
+                        Python::attach(|py| {
+                            let _ = started.send(());
+                            drop(started);
+                            thread.run(py);
+                        })
+                    })
             })
             .collect::<std::io::Result<Vec<_>>>()?;
+        drop(started_tx);
+        py.detach(|| while started.recv().is_ok() {});
         Ok(Pool { threads })
     }
 
@@ -153,7 +166,7 @@ impl Pool {
 }
 
 /// What one pool thread needs.
-struct Worker {
+struct PoolThread {
     gateway: Arc<Gateway>,
     queue: Receiver<Work>,
     stats: Arc<PoolStats>,
@@ -161,7 +174,7 @@ struct Worker {
     slot: usize,
 }
 
-impl Worker {
+impl PoolThread {
     fn run(&self, py: Python<'_>) {
         loop {
             let work = match self.queue.try_recv() {
@@ -172,11 +185,9 @@ impl Worker {
                 },
             };
             match work {
-                Work::Request(job) => {
-                    self.stats.count_request();
-                    self.stats
-                        .running(self.slot, || self.gateway.handle(py, job));
-                }
+                Work::Request(job) => self
+                    .stats
+                    .running(self.slot, || self.gateway.handle(py, job)),
                 Work::Resume(resume) => self.stats.running(self.slot, || resume.run(py)),
             }
             self.pending.fetch_sub(1, Ordering::AcqRel);

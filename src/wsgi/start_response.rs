@@ -135,15 +135,23 @@ fn parse_head(status: &Bound<'_, PyAny>, headers: &Bound<'_, PyAny>) -> PyResult
     let (code, reason) = parse_status(&status.to_cow()?)?;
     let mut fields = ResponseHeaders::with_capacity(256);
     let mut content_length = None;
-    for item in headers.try_iter().map_err(|_| header_list_error())? {
+    let not_a_list = |_| header_list_error(&format!("got {}", type_name(headers)));
+    for item in headers.try_iter().map_err(not_a_list)? {
         let item = item?;
-        let pair = item.cast::<PyTuple>().map_err(|_| header_list_error())?;
-        if pair.len() != 2 {
-            return Err(header_list_error());
-        }
+        let pair = item
+            .cast::<PyTuple>()
+            .ok()
+            .filter(|p| p.len() == 2)
+            .ok_or_else(|| header_list_error(&format!("got the item {}", repr(&item))))?;
         let (name, value) = (pair.get_item(0)?, pair.get_item(1)?);
         let (Ok(name), Ok(value)) = (name.cast::<PyString>(), value.cast::<PyString>()) else {
-            return Err(header_list_error());
+            let why = format!(
+                "the header {} has a name of type {} and a value of type {}",
+                repr(&item),
+                type_name(&name),
+                type_name(&value)
+            );
+            return Err(header_list_error(&why));
         };
         let (name, value) = (name.to_cow()?, value.to_cow()?);
         if name.eq_ignore_ascii_case("content-length") {
@@ -161,8 +169,24 @@ fn parse_head(status: &Bound<'_, PyAny>, headers: &Bound<'_, PyAny>) -> PyResult
     })
 }
 
-fn header_list_error() -> PyErr {
-    PyTypeError::new_err("headers must be a list of (name, value) tuples of str (PEP 3333)")
+/// The `TypeError` for a header list that is not one, saying what was wrong.
+fn header_list_error(why: &str) -> PyErr {
+    PyTypeError::new_err(format!(
+        "headers must be a list of (name, value) tuples of str (PEP 3333): {why}"
+    ))
+}
+
+fn repr(object: &Bound<'_, PyAny>) -> String {
+    object
+        .repr()
+        .map_or_else(|_| "<unprintable>".to_owned(), |r| r.to_string())
+}
+
+fn type_name(object: &Bound<'_, PyAny>) -> String {
+    object
+        .get_type()
+        .name()
+        .map_or_else(|_| "?".to_owned(), |n| n.to_string())
 }
 
 /// Parses `"NNN Reason"`; returns the code and the reason when it is not the

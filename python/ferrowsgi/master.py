@@ -1,10 +1,11 @@
-"""The master process: binds the sockets, forks the workers, keeps them running.
+"""The master process: binds the sockets, forks the worker processes, keeps them running.
 
 Rules this module keeps (gunicorn's arbiter, with its known gaps closed):
 
 * The master never serves and never starts a thread or an async runtime: it
   binds every listening socket with Python's socket module, then forks workers
-  (:mod:`ferrowsgi.worker`), which serve on them as ``fd://N``.
+  (:mod:`ferrowsgi.worker`), which serve on them as ``fd://N``. Names: the
+  master, a worker (process); threads are a worker's Python threads.
 * The listening sockets stay open in the master from start to stop, so while
   workers are replaced (reload, recycling, a crash) a new connection waits in
   the kernel's queue for the next worker instead of being refused.
@@ -12,8 +13,9 @@ Rules this module keeps (gunicorn's arbiter, with its known gaps closed):
   loop, which does all the work, with the handlers' actions in one table.
 * A worker reports on its own pipe (``ready``, ``beat S``, ``retire``,
   ``reload``: see :mod:`ferrowsgi.worker`). A worker whose heartbeat deadline
-  passed is stuck in the application: "WORKER TIMEOUT", then SIGABRT, and its
-  faulthandler writes every thread's Python stack to the error log.
+  passed is stuck: "WORKER TIMEOUT" (saying whether an application call was
+  running), then SIGABRT, and its faulthandler writes every thread's Python
+  stack to the error log.
 * A worker that exits with an error before ``ready`` failed to boot: the master
   stops with status 1 (no crash loop) — unless a reload is under way, where the
   new workers are dropped and the old ones keep serving.
@@ -30,34 +32,34 @@ import signal
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
-from . import cli, config, worker
+from . import loader, options, worker
 from .listeners import Listeners
+from .logs import format_address, log, setup_logging
+from .server import bind_error
 
-__all__ = ["Arbiter", "run"]
+__all__ = ["Master", "run"]
 
-log = cli.log
 SLACK = 2 * worker.TICK  # a heartbeat may come this late without the worker being stuck
 KILL_DELAY = 2.0  # seconds a worker sent SIGABRT or SIGQUIT gets before SIGKILL
 HANDLED = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGUSR1,
            signal.SIGTTIN, signal.SIGTTOU, signal.SIGCHLD)  # fmt: skip
 
 
-def run(cfg: config.Config, argv: list[str], start_dir: str) -> int:
+def run(cfg: options.Config, argv: list[str], start_dir: str) -> int:
     """Run the master until it stops; return the exit status (0, or 1 when the
     application, a socket or a worker's boot failed). ``argv`` and ``start_dir`` (the
     directory the command started in) are for reading the configuration again."""
     app, baseline = None, set(sys.modules)
     if cfg.preload:
-        app = cli.load_app(cfg.app)
+        app = loader.load_logged(cfg.app)
         if app is None:
             return 1
     try:
         listeners = Listeners.bind(cfg.bind, cfg.backlog, cfg.reuse_port)
     except OSError as e:
-        log.error("Error: %s", cli.bind_error(e, cfg.bind))
+        log.error("Error: %s", bind_error(e, cfg.bind))
         return 1
     try:
         write_pidfile(cfg.pid)
@@ -66,33 +68,42 @@ def run(cfg: config.Config, argv: list[str], start_dir: str) -> int:
         listeners.close()
         return 1
     try:
-        return Arbiter(cfg, (argv, start_dir), app, listeners, baseline).run()
+        return Master(cfg, (argv, start_dir), app, listeners, baseline).run()
     finally:
         remove_pidfile(cfg.pid)
 
 
-@dataclass
-class Worker:
-    """The master's view of one worker process."""
+class WorkerProcess:
+    """The master's view of one worker process.
 
-    pid: int
-    generation: int  # bumped by each reload; older generations retire once the new is up
-    pipe: int  # read end of the worker's pipe; -1 once it closed
-    slot: int  # its sockets with --reuse-port; a replacement takes the same slot
-    ready: bool = False  # said "ready": booted
-    retiring: bool = False  # stopping (asked to, or by itself); no longer counted
-    deadline: float | None = None  # monotonic time by which it must beat (--timeout)
-    kill_at: float | None = None  # monotonic time after which it gets SIGKILL
-    pending: bytes = field(default=b"", repr=False)  # a message not yet ended by "\n"
-    started: float = field(default_factory=time.monotonic)
+    ``generation`` is bumped by each reload (older generations retire once the new
+    one is up); ``pipe`` is the read end of the worker's pipe (-1 once closed);
+    ``slot`` names its sockets with --reuse-port (a replacement takes the same
+    slot). ``deadline`` is the monotonic time by which it must beat (--timeout),
+    ``busy`` whether its last beat said an application call was running, and
+    ``kill_at`` when it gets SIGKILL.
+    """
+
+    __slots__ = ("busy", "deadline", "generation", "kill_at", "pending", "pid", "pipe",
+                 "ready", "retiring", "slot", "started")  # fmt: skip
+
+    def __init__(self, pid: int, generation: int, pipe: int, slot: int) -> None:
+        self.pid, self.generation, self.pipe, self.slot = pid, generation, pipe, slot
+        self.ready = False  # said "ready": booted
+        self.retiring = False  # stopping (asked to, or by itself); no longer counted
+        self.busy = False
+        self.deadline: float | None = None
+        self.kill_at: float | None = None
+        self.pending = b""  # a message not yet ended by "\n"
+        self.started = time.monotonic()
 
 
-class Arbiter:
+class Master:
     """The master's state and main loop. :meth:`run` returns the exit status."""
 
     def __init__(
         self,
-        cfg: config.Config,
+        cfg: options.Config,
         source: tuple[list[str], str],
         app: Any,
         listeners: Listeners,
@@ -101,9 +112,9 @@ class Arbiter:
         self.cfg, self.source, self.app, self.listeners = cfg, source, app, listeners
         self.target = cfg.workers  # how many workers should serve (TTIN/TTOU change it)
         self.generation = 0
-        self.previous: tuple[config.Config, Any, int, int] | None = None  # before a reload
-        self.workers: dict[int, Worker] = {}
-        self.by_pipe: dict[int, Worker] = {}
+        self.previous: tuple[options.Config, Any, int, int] | None = None  # before a reload
+        self.workers: dict[int, WorkerProcess] = {}
+        self.by_pipe: dict[int, WorkerProcess] = {}
         self.signals: collections.deque[int] = collections.deque()
         self.poller = select.poll()
         self.stopping = False
@@ -151,7 +162,7 @@ class Arbiter:
 
     # --- workers' messages -------------------------------------------------------------
 
-    def read_messages(self, w: Worker) -> bool:
+    def read_messages(self, w: WorkerProcess) -> bool:
         """Handle what the worker wrote; False when there was nothing to read."""
         try:
             data = os.read(w.pipe, 4096) if w.pipe >= 0 else b""
@@ -166,7 +177,7 @@ class Arbiter:
             self.on_message(w, word, arg)
         return True
 
-    def on_message(self, w: Worker, word: str, arg: str) -> None:
+    def on_message(self, w: WorkerProcess, word: str, arg: str) -> None:
         now = time.monotonic()
         if word == "ready":
             log.info("Worker (pid %d) ready in %.2fs", w.pid, now - w.started)
@@ -175,10 +186,11 @@ class Arbiter:
             if not self.announced:
                 self.announced = True
                 for address in self.listeners.addresses():
-                    log.info("Listening at: %s (%d)", cli.format_address(address), os.getpid())
+                    log.info("Listening at: %s (%d)", format_address(address), os.getpid())
         elif word == "beat" and self.cfg.timeout:
+            w.busy = arg != "idle"
             try:
-                w.deadline = now + float(arg)
+                w.deadline = now + (float(arg) if w.busy else self.cfg.timeout)
             except ValueError:
                 log.warning("Worker (pid %d) sent a bad heartbeat: %r", w.pid, arg)
         elif word == "retire" and not w.retiring:
@@ -187,7 +199,7 @@ class Arbiter:
         elif word == "reload" and w.generation == self.generation and not w.retiring:
             self.reload("a Python file changed (--reload)")
 
-    def close_pipe(self, w: Worker) -> None:
+    def close_pipe(self, w: WorkerProcess) -> None:
         if w.pipe >= 0:
             self.poller.unregister(w.pipe)
             del self.by_pipe[w.pipe]
@@ -217,7 +229,7 @@ class Arbiter:
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         os.close(write_end)
         os.set_blocking(read_end, False)
-        w = Worker(pid, self.generation, read_end, slot)
+        w = WorkerProcess(pid, self.generation, read_end, slot)
         self.workers[pid] = self.by_pipe[read_end] = w
         self.poller.register(read_end, select.POLLIN)
 
@@ -237,7 +249,9 @@ class Arbiter:
         )
         worker.run(spec)
 
-    def stop_worker(self, w: Worker, sig: int = signal.SIGTERM, grace: float | None = None) -> None:
+    def stop_worker(
+        self, w: WorkerProcess, sig: int = signal.SIGTERM, grace: float | None = None
+    ) -> None:
         """Send ``sig`` (TERM: graceful stop) and set when it will be killed."""
         now = time.monotonic()
         grace = self.cfg.graceful_timeout + 1 if grace is None else grace
@@ -263,7 +277,7 @@ class Arbiter:
         # connections in their queue); others close once no worker uses them.
         self.listeners.release({w.slot for w in self.workers.values()} | set(range(self.target)))
 
-    def on_exit(self, w: Worker, status: int) -> None:
+    def on_exit(self, w: WorkerProcess, status: int) -> None:
         how = describe_status(status)
         if not (w.ready or w.retiring or self.stopping) and os.WIFEXITED(status) and status:
             self.boot_failed(w)
@@ -272,7 +286,7 @@ class Arbiter:
         else:
             log.error("Worker (pid %d) %s", w.pid, how)
 
-    def boot_failed(self, w: Worker) -> None:
+    def boot_failed(self, w: WorkerProcess) -> None:
         if w.generation < self.generation:
             log.error("Worker (pid %d) of before the reload failed to boot", w.pid)
             return
@@ -296,18 +310,19 @@ class Arbiter:
                 w.kill_at = None
                 _kill(w.pid, signal.SIGKILL)
             elif w.deadline is not None and now > w.deadline + SLACK:
-                log.critical(
-                    "WORKER TIMEOUT (pid %d): an application call ran longer than "
-                    "--timeout %gs; its Python stacks follow",
-                    w.pid,
-                    self.cfg.timeout,
+                what = (
+                    "an application call ran longer than --timeout %gs"
+                    if w.busy
+                    else "no heartbeat for --timeout %gs, with no application call running"
                 )
+                log.critical("WORKER TIMEOUT (pid %d): " + what + "; its Python stacks follow",
+                             w.pid, self.cfg.timeout)  # fmt: skip
                 w.deadline = None
                 self.stop_worker(w, signal.SIGABRT, KILL_DELAY)
 
     # --- keeping the right workers --------------------------------------------------------
 
-    def current(self) -> list[Worker]:
+    def current(self) -> list[WorkerProcess]:
         """Workers of the current generation that are not stopping, by slot."""
         live = [w for w in self.workers.values() if w.generation == self.generation]
         return sorted((w for w in live if not w.retiring), key=lambda w: w.slot)
@@ -367,7 +382,7 @@ class Arbiter:
         self.cfg, self.app, self.target = cfg, app, max(1, cfg.workers)
         self.generation += 1
 
-    def reimport(self, cfg: config.Config) -> Callable[..., Any] | None:
+    def reimport(self, cfg: options.Config) -> Callable[..., Any] | None:
         """Import the preloaded application again, after forgetting the modules of the
         application's directory imported since the master started."""
         root = worker.app_directory(cfg.app) + os.sep
@@ -375,12 +390,12 @@ class Arbiter:
             path = getattr(sys.modules[name], "__file__", None) or ""
             if path.startswith(root) and "-packages" + os.sep not in path:
                 del sys.modules[name]
-        return cli.load_app(cfg.app)
+        return loader.load_logged(cfg.app)
 
-    def reopen_logs(self, cfg: config.Config | None = None) -> None:
+    def reopen_logs(self, cfg: options.Config | None = None) -> None:
         cfg = cfg or self.cfg
         try:
-            cli.setup_logging(cfg.log_level, cfg.access_log)
+            setup_logging(cfg.log_level, cfg.access_log, cfg.error_log)
         except OSError as e:
             log.error("Cannot open the access log %r: %s", cfg.access_log, e.strerror)
 
@@ -399,26 +414,26 @@ class Arbiter:
         log.info("Workers: %d (SIGTTOU)", self.target)
 
 
-ACTIONS: dict[int, Callable[[Arbiter], None] | None] = {
-    signal.SIGTERM: Arbiter.graceful_stop,
-    signal.SIGINT: Arbiter.graceful_stop,
-    signal.SIGQUIT: Arbiter.quick_stop,
-    signal.SIGHUP: Arbiter.reload,
-    signal.SIGUSR1: Arbiter.on_usr1,
-    signal.SIGTTIN: Arbiter.one_more,
-    signal.SIGTTOU: Arbiter.one_less,
+ACTIONS: dict[int, Callable[[Master], None] | None] = {
+    signal.SIGTERM: Master.graceful_stop,
+    signal.SIGINT: Master.graceful_stop,
+    signal.SIGQUIT: Master.quick_stop,
+    signal.SIGHUP: Master.reload,
+    signal.SIGUSR1: Master.on_usr1,
+    signal.SIGTTIN: Master.one_more,
+    signal.SIGTTOU: Master.one_less,
     signal.SIGCHLD: None,  # reaping happens on every turn of the loop
 }
 
 
-def reread_config(argv: list[str], start_dir: str) -> config.Config | None:
+def reread_config(argv: list[str], start_dir: str) -> options.Config | None:
     """The configuration read again from where the command started (relative
     ``--config`` paths), or None after logging why it cannot be."""
     here = os.getcwd()
     try:
         os.chdir(start_dir)
-        return config.load(argv)
-    except (config.ConfigError, OSError) as e:
+        return options.load(argv)
+    except (options.ConfigError, OSError) as e:
         log.error("Reload failed: %s; nothing changed", e)
         return None
     finally:
@@ -437,7 +452,7 @@ def describe_status(status: int) -> str:
     return f"exited with status {os.WEXITSTATUS(status)}"
 
 
-def fixed_settings_changed(old: config.Config, new: config.Config) -> list[str]:
+def fixed_settings_changed(old: options.Config, new: options.Config) -> list[str]:
     """Warnings for settings a reload cannot change."""
     fixed = ("bind", "reuse_port", "preload", "pid", "chdir", "backlog")
     return [

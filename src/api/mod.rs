@@ -1,4 +1,5 @@
-//! The PyO3 boundary: `Server`, `init_logging`, `log` (see `_ferrowsgi.pyi`).
+//! The PyO3 boundary (the contract is `_ferrowsgi.pyi`): `Server` here, the
+//! options dict in [`options`], addresses in [`address`], logs in [`logging`].
 //!
 //! Errors become Python exceptions here and nowhere else. `serve_forever`
 //! runs the server (`runner.rs`): the calling thread waits with the GIL
@@ -6,14 +7,19 @@
 //! CLI's SIGTERM handler work as in any Python server: the handler raises,
 //! the server drains gracefully, and the exception propagates.
 
+pub mod address;
+pub mod logging;
+pub mod options;
+
+use std::os::fd::AsRawFd;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::ThreadId;
 
-use pyo3::exceptions::{PyOSError, PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyRuntimeError, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 
-use crate::config::{seconds, BindAddr, ConfigError, ServerConfig};
+use crate::config::ServerConfig;
 use crate::exchange::LocalAddr;
 use crate::log::{self, Severity};
 use crate::runner::{self, RunArgs};
@@ -32,7 +38,8 @@ struct RunState {
 /// A bound WSGI server (see the stub for the Python contract).
 #[pyclass(module = "ferrowsgi._ferrowsgi", frozen)]
 pub struct Server {
-    app: Py<PyAny>,
+    /// The application; `set_app` replaces it for the next run.
+    app: Mutex<Py<PyAny>>,
     config: Arc<ServerConfig>,
     listeners: Vec<(StdListener, LocalAddr)>,
     stats: Arc<PoolStats>,
@@ -44,24 +51,24 @@ pub struct Server {
 impl Server {
     #[new]
     fn new(app: Bound<'_, PyAny>, config: &Bound<'_, PyDict>) -> PyResult<Self> {
-        if !app.is_callable() {
-            return Err(PyTypeError::new_err(
-                "the WSGI application must be callable",
-            ));
-        }
-        let config = parse_config(config)?;
+        check_callable(&app)?;
+        let config = options::parse(config)?;
+        log::emit(
+            Severity::Debug,
+            &format!("server settings: {}", config.describe()),
+        );
         let listeners = config
             .binds
             .iter()
             .map(|addr| {
-                let listener = StdListener::bind(addr, config.backlog)
-                    .map_err(|e| PyOSError::new_err(format!("cannot bind {addr}: {e}")))?;
+                let listener = StdListener::bind(addr, config.backlog, false)
+                    .map_err(|e| address::bind_error(addr, &e))?;
                 let local = listener.local_addr()?;
                 Ok((listener, local))
             })
             .collect::<PyResult<Vec<_>>>()?;
         Ok(Server {
-            app: app.unbind(),
+            app: Mutex::new(app.unbind()),
             stats: Arc::new(PoolStats::new(config.threads)),
             config: Arc::new(config),
             listeners,
@@ -82,6 +89,19 @@ impl Server {
         Ok(list)
     }
 
+    /// Replaces the application for the next `serve_forever` (wsgiref's
+    /// `set_app`).
+    fn set_app(&self, app: Bound<'_, PyAny>) -> PyResult<()> {
+        check_callable(&app)?;
+        *self.app.lock().unwrap_or_else(|e| e.into_inner()) = app.unbind();
+        Ok(())
+    }
+
+    /// The file descriptor of the first listening socket (still owned here).
+    fn fileno(&self) -> i32 {
+        self.listeners.first().map_or(-1, |(l, _)| l.as_raw_fd())
+    }
+
     /// Requests handed to the application since the server was made.
     #[getter]
     fn requests_served(&self) -> u64 {
@@ -94,7 +114,13 @@ impl Server {
         self.stats.longest_call().as_secs_f64()
     }
 
-    fn serve_forever(&self, py: Python<'_>) -> PyResult<()> {
+    #[pyo3(signature = (ready=None, max_requests=None))]
+    fn serve_forever(
+        &self,
+        py: Python<'_>,
+        ready: Option<Bound<'_, PyAny>>,
+        max_requests: Option<u64>,
+    ) -> PyResult<()> {
         let (trigger, signal) = shutdown::channel();
         let trigger = Arc::new(trigger);
         {
@@ -107,7 +133,8 @@ impl Server {
             state.trigger = Some(trigger.clone());
             state.thread = Some(std::thread::current().id());
         }
-        let result = self.run(py, &trigger, signal);
+        let max_requests = max_requests.unwrap_or(self.config.max_requests);
+        let result = self.run(py, &trigger, signal, (ready, max_requests));
         *self.state() = RunState::default();
         self.stopped.notify_all();
         result
@@ -142,11 +169,19 @@ impl Server {
     fn run(
         &self,
         py: Python<'_>,
-        trigger: &ShutdownTrigger,
+        trigger: &Arc<ShutdownTrigger>,
         signal: ShutdownSignal,
+        (ready, max_requests): (Option<Bound<'_, PyAny>>, u64),
     ) -> PyResult<()> {
+        let app = self
+            .app
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone_ref(py);
         let args = RunArgs {
-            app: &self.app,
+            app: &app,
+            ready,
+            max_requests,
             config: &self.config,
             listeners: &self.listeners,
             stats: &self.stats,
@@ -155,72 +190,25 @@ impl Server {
     }
 }
 
-fn parse_config(dict: &Bound<'_, PyDict>) -> PyResult<ServerConfig> {
-    let mut config = ServerConfig::default();
-    for (key, value) in dict.iter() {
-        let key: String = key.extract()?;
-        apply_option(&mut config, &key, &value)?;
+fn check_callable(app: &Bound<'_, PyAny>) -> PyResult<()> {
+    if app.is_callable() {
+        Ok(())
+    } else {
+        Err(PyTypeError::new_err(format!(
+            "the WSGI application must be callable, got {}",
+            app.get_type().name()?
+        )))
     }
-    config.validate().map_err(config_error)?;
-    Ok(config)
 }
 
-fn apply_option(config: &mut ServerConfig, key: &str, value: &Bound<'_, PyAny>) -> PyResult<()> {
-    match key {
-        "binds" => {
-            let binds: Vec<String> = value.extract()?;
-            config.binds = binds
-                .iter()
-                .map(|b| BindAddr::parse(b))
-                .collect::<Result<_, _>>()
-                .map_err(config_error)?;
-        }
-        "threads" => config.threads = value.extract()?,
-        "keep_alive" => config.keep_alive = seconds(key, value.extract()?).map_err(config_error)?,
-        "header_timeout" => {
-            config.header_timeout = seconds(key, value.extract()?).map_err(config_error)?
-        }
-        "body_timeout" => {
-            config.body_timeout = seconds(key, value.extract()?).map_err(config_error)?
-        }
-        "max_connections" => config.max_connections = value.extract()?,
-        "limit_request_line" => config.limits.max_request_line = value.extract()?,
-        "limit_request_fields" => config.limits.max_fields = value.extract()?,
-        "limit_request_field_size" => config.limits.max_field_size = value.extract()?,
-        "graceful_timeout" => {
-            config.graceful_timeout = seconds(key, value.extract()?).map_err(config_error)?
-        }
-        "max_body_size" => config.max_body_size = value.extract()?,
-        "body_buffer_size" => config.body_buffer_size = value.extract()?,
-        "backlog" => config.backlog = value.extract()?,
-        "multiprocess" => config.multiprocess = value.extract()?,
-        "url_scheme" => config.url_scheme = value.extract()?,
-        "script_name" => config.script_name = value.extract()?,
-        _ => {
-            return Err(PyValueError::new_err(format!(
-                "unknown server option {key:?}"
-            )))
-        }
-    }
-    Ok(())
-}
-
-fn config_error(e: ConfigError) -> PyErr {
-    PyValueError::new_err(e.0)
-}
-
-/// Configures the error-log level and the access log (see the stub).
-#[pyfunction]
-#[pyo3(signature = (level="info", access_log=None))]
-pub fn init_logging(level: &str, access_log: Option<&str>) -> PyResult<()> {
-    let severity = Severity::parse(level)
-        .ok_or_else(|| PyValueError::new_err(format!("unknown log level {level:?}")))?;
-    log::init(severity, access_log)
-        .map_err(|e| PyOSError::new_err(format!("cannot open access log {access_log:?}: {e}")))
-}
-
-/// Writes one error-log line at `level`.
-#[pyfunction(name = "log")]
-pub fn log_message(level: &str, message: &str) {
-    log::emit(Severity::parse(level).unwrap_or(Severity::Info), message);
+/// `OSError(errno, strerror, filename)` for an I/O error about `filename`
+/// (Python maps the errno to its subclass: `PermissionError`...).
+pub fn os_error(e: &std::io::Error, filename: &str) -> PyErr {
+    let reason = e.to_string();
+    let reason = reason.split(" (os error").next().unwrap_or(&reason);
+    pyo3::exceptions::PyOSError::new_err((
+        e.raw_os_error().unwrap_or(0),
+        reason.to_owned(),
+        filename.to_owned(),
+    ))
 }

@@ -1,0 +1,84 @@
+"""The "ferrowsgi" logger, routed to the native error log, and the log files.
+
+Rules this module keeps:
+
+* Every line goes through ``_ferrowsgi.log``, so Rust and Python write one
+  error-log format (gunicorn's: ``[time] [pid] [LEVEL] message``).
+* ``--error-log PATH`` points the process's stderr (fd 2) at PATH, so the error
+  log, ``wsgi.errors``, faulthandler's stacks and anything else written to
+  stderr land in one file; ``-`` leaves stderr as it is. Calling
+  :func:`setup_logging` again (SIGUSR1, a reload) reopens both files.
+* Logging is set up once per process unless asked again with new values:
+  :func:`ensure_logging` is what the Python API calls.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from . import _ferrowsgi
+
+__all__ = ["RustLogHandler", "ensure_logging", "format_address", "log", "setup_logging"]
+
+log = logging.getLogger("ferrowsgi")
+_LEVELS = {"critical": 50, "error": 40, "warning": 30, "info": 20, "debug": 10}
+_logging_level: str | None = None  # set once logging is up
+
+
+class RustLogHandler(logging.Handler):
+    """Forwards log records to the Rust error log (``_ferrowsgi.log``), one call each."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        level = next((n for n, v in _LEVELS.items() if record.levelno >= v), "debug")
+        try:
+            _ferrowsgi.log(level, self.format(record))
+        except Exception:
+            self.handleError(record)
+
+
+def setup_logging(
+    level: str = "info", access_log: str | None = None, error_log: str | None = None
+) -> None:
+    """Initialise the Rust error/access logs and route the "ferrowsgi" logger to them.
+
+    ``level``: critical, error, warning, info or debug. ``access_log``: None (off),
+    "-" (stdout) or a file path. ``error_log``: None or "-" (stderr as it is) or a
+    file path that stderr is pointed at. Raises ``OSError`` if a file cannot be opened.
+    """
+    global _logging_level
+    if error_log and error_log != "-":
+        _redirect_stderr(error_log)
+    _ferrowsgi.init_logging(level, access_log)
+    if not any(isinstance(h, RustLogHandler) for h in log.handlers):
+        log.addHandler(RustLogHandler())
+    log.setLevel(_LEVELS[level])
+    log.propagate = False  # not twice when the application configured the root logger
+    _logging_level = level
+
+
+def ensure_logging(level: str | None = None, access_log: str | None = None) -> None:
+    """Set up logging unless done already and nothing new is asked for.
+
+    Defaults: level info (or the level already set), no access log. Raises
+    ``OSError`` if the access log cannot be opened.
+    """
+    if _logging_level is None or level is not None or access_log is not None:
+        setup_logging(level or _logging_level or "info", access_log)
+
+
+def format_address(address: tuple[str, int] | str) -> str:
+    """``("::1", 80)`` → ``http://[::1]:80``; a unix socket path → ``unix:/path``."""
+    if isinstance(address, str):
+        return address if address.startswith("unix:") else f"unix:{address}"
+    host, port = address[0], address[1]
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def _redirect_stderr(path: str) -> None:
+    """Point fd 2 at ``path`` (appended to). Raises ``OSError``."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        os.dup2(fd, 2)
+    finally:
+        os.close(fd)

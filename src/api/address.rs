@@ -1,0 +1,44 @@
+//! Addresses for Python: the one `--bind` parser, and binding for the master.
+//!
+//! The master process binds its listening sockets here, before it forks, with
+//! the same parser and the same socket options as a server that binds its own
+//! (`--workers 0`, the Python API): `server::listener` does both.
+
+use pyo3::prelude::*;
+
+use super::options::config_error;
+use crate::config::BindAddr;
+use crate::server::listener::StdListener;
+
+/// Checks one `--bind` value and returns it in canonical form
+/// (`127.0.0.1:8000`, `[::1]:80`, `unix:/run/app.sock`, `fd://3`).
+///
+/// # Errors
+/// `ValueError` saying why, with the accepted forms.
+#[pyfunction]
+pub fn parse_bind(address: &str) -> PyResult<String> {
+    BindAddr::parse(address)
+        .map(|a| a.to_string())
+        .map_err(config_error)
+}
+
+/// Binds (or, for `fd://N`, checks) one listening socket and returns its file
+/// descriptor, which the caller owns (and, for `unix:PATH`, the socket file).
+///
+/// `backlog`: the `listen()` queue length; `reuse_port`: `SO_REUSEPORT`.
+///
+/// # Errors
+/// `ValueError` for a malformed address; `OSError` (with the address as
+/// `filename`) when it cannot be bound.
+#[pyfunction]
+pub fn bind_socket(address: &str, backlog: i32, reuse_port: bool) -> PyResult<i32> {
+    let addr = BindAddr::parse(address).map_err(config_error)?;
+    StdListener::bind(&addr, backlog, reuse_port)
+        .map(StdListener::into_raw_fd)
+        .map_err(|e| bind_error(&addr, &e))
+}
+
+/// `OSError(errno, strerror, address)` for a failed bind.
+pub fn bind_error(addr: &BindAddr, e: &std::io::Error) -> PyErr {
+    super::os_error(e, &addr.to_string())
+}

@@ -1,0 +1,68 @@
+//! The options dict `_ferrowsgi.Server` takes, turned into a `ServerConfig`.
+//!
+//! Every key of [`KEYS`] must be present and no other is accepted: the
+//! options table (`python/ferrowsgi/options.py`) sends each one with its
+//! value, so its defaults are the only ones. Values arrive checked by the
+//! table; what is checked here is only what Rust relies on.
+
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+use crate::config::{seconds, BindAddr, ConfigError, ServerConfig, KEYS};
+use crate::protocols::http1::Limits;
+
+/// Builds the configuration from the options dict.
+///
+/// # Errors
+/// `ValueError` for a missing or unknown key or a value out of range,
+/// `TypeError` for a value of the wrong type.
+pub fn parse(dict: &Bound<'_, PyDict>) -> PyResult<ServerConfig> {
+    for key in dict.keys() {
+        let key: String = key.extract()?;
+        if !KEYS.contains(&key.as_str()) {
+            return Err(PyValueError::new_err(format!(
+                "unknown server option {key:?}; expected {}",
+                KEYS.join(", ")
+            )));
+        }
+    }
+    let get = |key: &str| {
+        dict.get_item(key)?
+            .ok_or_else(|| PyValueError::new_err(format!("missing server option {key:?}")))
+    };
+    let secs = |key: &str| seconds(key, get(key)?.extract()?).map_err(config_error);
+    let binds: Vec<String> = get("bind")?.extract()?;
+    let config = ServerConfig {
+        binds: binds
+            .iter()
+            .map(|b| BindAddr::parse(b))
+            .collect::<Result<_, _>>()
+            .map_err(config_error)?,
+        backlog: get("backlog")?.extract()?,
+        threads: get("threads")?.extract()?,
+        max_connections: get("max_connections")?.extract()?,
+        graceful_timeout: secs("graceful_timeout")?,
+        keep_alive: secs("keep_alive")?,
+        header_timeout: secs("header_timeout")?,
+        body_timeout: secs("body_timeout")?,
+        max_body_size: get("max_body_size")?.extract()?,
+        body_buffer_size: get("body_buffer_size")?.extract()?,
+        limits: Limits {
+            max_request_line: get("limit_request_line")?.extract()?,
+            max_fields: get("limit_request_fields")?.extract()?,
+            max_field_size: get("limit_request_field_size")?.extract()?,
+        },
+        max_requests: get("max_requests")?.extract()?,
+        url_scheme: get("url_scheme")?.extract()?,
+        script_name: get("script_name")?.extract()?,
+        multiprocess: get("multiprocess")?.extract()?,
+    };
+    config.validate().map_err(config_error)?;
+    Ok(config)
+}
+
+/// A configuration error as Python's `ValueError`.
+pub fn config_error(e: ConfigError) -> PyErr {
+    PyValueError::new_err(e.0)
+}
