@@ -89,9 +89,10 @@ def parse_bind(address: str) -> str:
     ``unix:PATH`` and ``fd://N``. Raises ``ValueError`` saying why, with the forms.
     """
 
-def bind_socket(address: str, backlog: int, reuse_port: bool) -> int:
+def bind_socket(address: str, backlog: int, reuse_port: bool) -> tuple[int, tuple[str, int] | str]:
     """Bind (or, for ``fd://N``, check) one listening socket; return its fd, which the
-    caller owns (and, for ``unix:PATH``, the socket file to remove).
+    caller owns (and, for ``unix:PATH``, the socket file to remove), and the address
+    it is bound to: ``(host, port)`` for TCP, the path for a unix socket.
 
     ``backlog``: listen queue length; ``reuse_port``: set ``SO_REUSEPORT``. Raises
     ``ValueError`` for a malformed address, ``OSError`` (``filename`` = the address)

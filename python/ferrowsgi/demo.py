@@ -10,7 +10,10 @@ native-string status and headers, and the body is a list of one bytes object.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+
+TYPE_CHECKING = False  # typing is not imported at run time: a worker has no use for it
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["application"]
 

@@ -20,7 +20,6 @@ Rules this module keeps:
 from __future__ import annotations
 
 import os
-import socket
 
 from . import _ferrowsgi
 from .logs import log
@@ -28,15 +27,28 @@ from .logs import log
 __all__ = ["Listeners"]
 
 
-class Listeners:
-    """Listening sockets by worker slot (one shared set without --reuse-port)."""
+class Bound:
+    """One listening socket of the master: its fd, its kind ("tcp", "unix" or "fd")
+    and the address it is bound to (``(host, port)`` or a unix socket path)."""
 
-    def __init__(self, base: list[tuple[socket.socket, str]], reuse_port: bool, backlog: int):
-        self.slots: dict[int, list[socket.socket]] = {0: [s for s, _ in base]}
-        self.kinds = [kind for _, kind in base]  # "tcp", "unix" (both bound here) or "fd"
+    __slots__ = ("address", "fd", "kind")
+
+    def __init__(self, fd: int, kind: str, address: tuple[str, int] | str) -> None:
+        self.fd, self.kind, self.address = fd, kind, address
+
+
+class Listeners:
+    """Listening sockets by worker slot (one shared set without --reuse-port).
+
+    Raw file descriptors: the master never serves on them, so it needs neither
+    Python's socket module nor socket objects.
+    """
+
+    def __init__(self, base: list[Bound], reuse_port: bool, backlog: int):
+        self.slots: dict[int, list[Bound]] = {0: base}
         self.reuse_port = reuse_port
         self.backlog = backlog
-        self.unix_paths = [s.getsockname() for s, kind in base if kind == "unix"]
+        self.unix_paths = [str(b.address) for b in base if b.kind == "unix"]
 
     @classmethod
     def bind(cls, binds: list[str], backlog: int, reuse_port: bool) -> Listeners:
@@ -45,51 +57,54 @@ class Listeners:
         if inherited:
             log.info("Using %d socket(s) passed by systemd (LISTEN_FDS)", len(inherited))
             binds = [f"fd://{fd}" for fd in inherited]
-        sockets: list[tuple[socket.socket, str]] = []
+        sockets: list[Bound] = []
         try:
             for bind in binds:
                 sockets.append(_listen(bind, backlog, reuse_port))
-        except OSError as e:
-            for s, _ in sockets:
-                s.close()
-            raise OSError(e.errno, e.strerror, bind) from None
+        except OSError:
+            for b in sockets:
+                os.close(b.fd)
+            raise
         return cls(sockets, reuse_port, backlog)
 
-    def for_slot(self, slot: int) -> list[socket.socket]:
+    def for_slot(self, slot: int) -> list[Bound]:
         """The sockets a worker in ``slot`` serves on (made now if new)."""
         if not self.reuse_port:
             return self.slots[0]
         if slot not in self.slots:
-            self.slots[slot] = [self._twin(s, k) for s, k in zip(self.slots[0], self.kinds)]
+            self.slots[slot] = [self._twin(b) for b in self.slots[0]]
         return self.slots[slot]
 
     def hand_over(self, slot: int) -> list[int]:
-        """In a new worker: the fds of its slot, which Rust will own (detached from
-        their Python objects, so nothing closes them twice); other slots closed."""
+        """In a new worker: the fds of its slot, which Rust will own; the sockets
+        of other slots closed (in this process only)."""
         mine = self.for_slot(slot)
         for other, sockets in self.slots.items():
             if other != slot:
-                for s in sockets:
-                    if all(s is not m for m in mine):
-                        s.close()
-        return [s.detach() for s in mine]
+                for b in sockets:
+                    if all(b is not m for m in mine):
+                        os.close(b.fd)
+        return [b.fd for b in mine]
 
     def release(self, used: set[int]) -> None:
         """Close the sockets of slots no worker uses any more (slot 0 stays)."""
         for slot in [s for s in self.slots if s and s not in used]:
-            for s in self.slots.pop(slot):
-                if all(s is not b for b in self.slots[0]):
-                    s.close()
+            for b in self.slots.pop(slot):
+                if all(b is not x for x in self.slots[0]):
+                    os.close(b.fd)
 
     def addresses(self) -> list[tuple[str, int] | str]:
         """What slot 0 is bound to: ``(host, port)`` for TCP, the path for unix."""
-        return [s.getsockname() for s in self.slots.get(0, [])]
+        return [b.address for b in self.slots.get(0, [])]
 
     def close(self) -> None:
         """Close every socket and remove the unix socket files we made. Idempotent."""
+        closed: set[int] = set()
         for sockets in self.slots.values():
-            for s in sockets:
-                s.close()
+            for b in sockets:
+                if id(b) not in closed:
+                    closed.add(id(b))
+                    os.close(b.fd)
         self.slots = {}
         for path in self.unix_paths:
             try:
@@ -98,12 +113,12 @@ class Listeners:
                 pass
         self.unix_paths = []
 
-    def _twin(self, base: socket.socket, kind: str) -> socket.socket:
-        if kind != "tcp":
+    def _twin(self, base: Bound) -> Bound:
+        if base.kind != "tcp":
             return base  # unix or inherited: shared by every slot
-        host, port = base.getsockname()[:2]
+        host, port = base.address
         address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        return _listen(address, self.backlog, reuse_port=True)[0]
+        return _listen(address, self.backlog, reuse_port=True)
 
 
 def systemd_fds() -> list[int]:
@@ -116,8 +131,8 @@ def systemd_fds() -> list[int]:
     return list(range(3, 3 + int(count))) if count.isdigit() else []
 
 
-def _listen(bind: str, backlog: int, reuse_port: bool) -> tuple[socket.socket, str]:
-    """One socket for a checked bind string, and its kind ("tcp", "unix" or "fd")."""
-    sock = socket.socket(fileno=_ferrowsgi.bind_socket(bind, backlog, reuse_port))
+def _listen(bind: str, backlog: int, reuse_port: bool) -> Bound:
+    """One socket for a checked bind string."""
+    fd, address = _ferrowsgi.bind_socket(bind, backlog, reuse_port)
     kind = "fd" if bind.startswith("fd://") else "unix" if bind.startswith("unix:") else "tcp"
-    return sock, kind
+    return Bound(fd, kind, address)

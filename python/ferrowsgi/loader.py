@@ -41,11 +41,12 @@ import os
 import sys
 from collections.abc import Callable
 from types import FunctionType, MethodType, ModuleType
-from typing import TYPE_CHECKING, Any
 
+TYPE_CHECKING = False  # typing is not imported at run time: a worker has no use for it
 if TYPE_CHECKING:
     import ast
     import traceback
+    from typing import Any
 
 __all__ = ["LoadError", "load_app", "load_logged"]
 

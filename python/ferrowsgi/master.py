@@ -32,12 +32,15 @@ import signal
 import sys
 import time
 from collections.abc import Callable
-from typing import Any
 
 from . import loader, options, worker
 from .listeners import Listeners
 from .logs import format_address, log, setup_logging
 from .server import bind_error
+
+TYPE_CHECKING = False  # typing is not imported at run time: a worker has no use for it
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["Master", "run"]
 
@@ -371,7 +374,7 @@ class Master:
         cfg = reread_config(*self.source)
         if cfg is None:
             return
-        for line in fixed_settings_changed(self.cfg, cfg):
+        for line in [*cfg.warnings, *fixed_settings_changed(self.cfg, cfg)]:
             log.warning("%s", line)
         app = self.reimport(cfg) if self.app is not None else None
         if self.app is not None and app is None:

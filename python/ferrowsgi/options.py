@@ -26,12 +26,13 @@ import math
 import os
 import re
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
 
 from . import _ferrowsgi
 
+TYPE_CHECKING = False  # typing is not imported at run time: a worker has no use for it
 if TYPE_CHECKING:
     import argparse
+    from typing import Any
 
 __all__ = ["BY_NAME", "SETTINGS", "Config", "ConfigError", "Setting", "check_api", "load"]
 
@@ -418,8 +419,18 @@ def build_parser(version: str = "") -> argparse.ArgumentParser:
         def error(self, message: str) -> Any:  # argparse prints usage and exits; we raise
             raise ConfigError(message)
 
+    def formatter(prog: str) -> argparse.HelpFormatter:
+        # The width given, so that argparse does not import shutil (and bz2, lzma...)
+        # for it in the master, whose memory every worker inherits.
+        try:
+            width = os.get_terminal_size().columns
+        except OSError:
+            width = 80
+        return argparse.HelpFormatter(prog, width=max(width, 40) - 2)
+
     parser = Parser(
         prog="ferrowsgi",
+        formatter_class=formatter,
         allow_abbrev=False,
         description="Serve a WSGI application (PEP 3333).",
         epilog="APP is module:callable, module:factory(), path/to/file.py[:callable] or a "

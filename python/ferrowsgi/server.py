@@ -20,15 +20,17 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
 
 from . import _ferrowsgi, options
 from .logs import ensure_logging, format_address, log
 
+TYPE_CHECKING = False  # typing is not imported at run time: a worker has no use for it
 if TYPE_CHECKING:
+    import socket
+    from typing import Any
+
     from typing_extensions import Unpack
 
     from ._typing import MakeServerOptions, ServeOptions
@@ -119,6 +121,8 @@ class WSGIServer:
     def socket(self) -> socket.socket:
         """The listening socket (a duplicate of it). Raises ``ValueError`` once closed."""
         if self._socket is None:
+            import socket  # here: a worker process never needs the module
+
             self._socket = socket.socket(fileno=os.dup(self._live().fileno()))
         return self._socket
 

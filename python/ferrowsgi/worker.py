@@ -32,18 +32,19 @@ from __future__ import annotations
 
 import faulthandler
 import os
-import random
 import signal
 import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, NoReturn
 
 from . import _ferrowsgi, loader
 from .logs import log, setup_logging
 
+TYPE_CHECKING = False  # typing is not imported at run time: a worker has no use for it
 if TYPE_CHECKING:
+    from typing import Any, NoReturn
+
     from .options import Config
 
 __all__ = ["BOOT_ERROR", "TICK", "Reloader", "WorkerSpec", "app_directory", "run", "set_title"]
@@ -113,7 +114,11 @@ def _serve(spec: WorkerSpec) -> int:
     if app is None:
         return BOOT_ERROR
     cfg = spec.cfg
-    jitter = random.randint(0, cfg.max_requests_jitter) if cfg.max_requests else 0
+    jitter = 0
+    if cfg.max_requests and cfg.max_requests_jitter:
+        import random
+
+        jitter = random.randint(0, cfg.max_requests_jitter)
     settings = cfg.server_config(
         bind=[f"fd://{fd}" for fd in spec.fds],
         multiprocess=spec.multiprocess,

@@ -23,7 +23,9 @@ pub fn parse_bind(address: &str) -> PyResult<String> {
 }
 
 /// Binds (or, for `fd://N`, checks) one listening socket and returns its file
-/// descriptor, which the caller owns (and, for `unix:PATH`, the socket file).
+/// descriptor, which the caller owns (and, for `unix:PATH`, the socket file),
+/// with the address it is bound to: `(host, port)` for TCP, the path for a
+/// unix socket (as `Server.addresses` gives them).
 ///
 /// `backlog`: the `listen()` queue length; `reuse_port`: `SO_REUSEPORT`.
 ///
@@ -31,11 +33,17 @@ pub fn parse_bind(address: &str) -> PyResult<String> {
 /// `ValueError` for a malformed address; `OSError` (with the address as
 /// `filename`) when it cannot be bound.
 #[pyfunction]
-pub fn bind_socket(address: &str, backlog: i32, reuse_port: bool) -> PyResult<i32> {
+pub fn bind_socket(
+    py: Python<'_>,
+    address: &str,
+    backlog: i32,
+    reuse_port: bool,
+) -> PyResult<(i32, Py<PyAny>)> {
     let addr = BindAddr::parse(address).map_err(config_error)?;
-    StdListener::bind(&addr, backlog, reuse_port)
-        .map(StdListener::into_raw_fd)
-        .map_err(|e| bind_error(&addr, &e))
+    let listener =
+        StdListener::bind(&addr, backlog, reuse_port).map_err(|e| bind_error(&addr, &e))?;
+    let local = super::local_address(py, &listener.local_addr()?)?;
+    Ok((listener.into_raw_fd(), local))
 }
 
 /// `OSError(errno, strerror, address)` for a failed bind.

@@ -81,10 +81,7 @@ impl Server {
     fn addresses<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
         let list = PyList::empty(py);
         for (_, local) in &self.listeners {
-            match local {
-                LocalAddr::Tcp(addr) => list.append((addr.ip().to_string(), addr.port()))?,
-                LocalAddr::Unix(path) => list.append(path.to_string_lossy().into_owned())?,
-            }
+            list.append(local_address(py, local)?)?;
         }
         Ok(list)
     }
@@ -211,4 +208,21 @@ pub fn os_error(e: &std::io::Error, filename: &str) -> PyErr {
         reason.to_owned(),
         filename.to_owned(),
     ))
+}
+
+/// A bound address as Python sees it: `(host, port)` for TCP, the path for a
+/// unix socket.
+pub fn local_address(py: Python<'_>, local: &LocalAddr) -> PyResult<Py<PyAny>> {
+    Ok(match local {
+        LocalAddr::Tcp(addr) => (addr.ip().to_string(), addr.port())
+            .into_pyobject(py)?
+            .into_any()
+            .unbind(),
+        LocalAddr::Unix(path) => path
+            .to_string_lossy()
+            .into_owned()
+            .into_pyobject(py)?
+            .into_any()
+            .unbind(),
+    })
 }
