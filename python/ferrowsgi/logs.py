@@ -17,7 +17,8 @@ from __future__ import annotations
 import logging
 import os
 
-from . import _ferrowsgi
+from ._ferrowsgi import init_logging
+from ._ferrowsgi import log as native_log
 
 __all__ = ["RustLogHandler", "ensure_logging", "format_address", "log", "setup_logging"]
 
@@ -32,7 +33,7 @@ class RustLogHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         level = next((n for n, v in _LEVELS.items() if record.levelno >= v), "debug")
         try:
-            _ferrowsgi.log(level, self.format(record))
+            native_log(level, self.format(record))
         except Exception:
             self.handleError(record)
 
@@ -49,7 +50,7 @@ def setup_logging(
     global _logging_level
     if error_log and error_log != "-":
         _redirect_stderr(error_log)
-    _ferrowsgi.init_logging(level, access_log)
+    init_logging(level, access_log)
     if not any(isinstance(h, RustLogHandler) for h in log.handlers):
         log.addHandler(RustLogHandler())
     log.setLevel(_LEVELS[level])

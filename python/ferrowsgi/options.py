@@ -27,7 +27,7 @@ import os
 import re
 from collections.abc import Callable, Mapping, Sequence
 
-from . import _ferrowsgi
+from ._ferrowsgi import parse_bind
 
 TYPE_CHECKING = False  # typing is not imported at run time: a worker has no use for it
 if TYPE_CHECKING:
@@ -202,7 +202,7 @@ def _bind(raw: Any) -> str:
     server binds with); the error lists the accepted forms."""
     if not isinstance(raw, str):
         raise ValueError(f"expected an address such as 127.0.0.1:8000, got {raw!r}")
-    return _ferrowsgi.parse_bind(raw)
+    return parse_bind(raw)
 
 
 def _script_name(raw: Any) -> str:

@@ -23,8 +23,9 @@ import signal
 import threading
 from collections.abc import Callable
 
-from . import _ferrowsgi, options
+from ._ferrowsgi import Server, __version__, parse_bind
 from .logs import ensure_logging, format_address, log
+from .options import SETTINGS, check_api, server_config
 
 TYPE_CHECKING = False  # typing is not imported at run time: a worker has no use for it
 if TYPE_CHECKING:
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
 __all__ = ["WSGIServer", "bind_error", "make_server", "serve", "serve_until_stopped"]
 
 LOGGING = ("log_level", "access_log")
-SERVE_OPTIONS = tuple(s.name for s in options.SETTINGS if s.rust) + LOGGING
+SERVE_OPTIONS = tuple(s.name for s in SETTINGS if s.rust) + LOGGING
 MAKE_SERVER_OPTIONS = tuple(name for name in SERVE_OPTIONS if name != "bind")
 
 
@@ -69,8 +70,8 @@ def serve(
     """
     values = _checked(kwargs, SERVE_OPTIONS)
     values.setdefault("bind", [_address(host, port)])
-    server = _ferrowsgi.Server(app, options.server_config(values))
-    log.info("Starting ferrowsgi %s", _ferrowsgi.__version__)
+    server = Server(app, server_config(values))
+    log.info("Starting ferrowsgi %s", __version__)
     serve_until_stopped(server, own_signals=False)
 
 
@@ -99,7 +100,7 @@ def make_server(
         if given is not None:
             log.warning("make_server(): %s is ignored: ferrowsgi has its own server", name)
     values["bind"] = [_address(host, port)]
-    return WSGIServer(_ferrowsgi.Server(app, options.server_config(values)))
+    return WSGIServer(Server(app, server_config(values)))
 
 
 class WSGIServer:
@@ -110,8 +111,8 @@ class WSGIServer:
     server). Use it as a context manager to close it on exit.
     """
 
-    def __init__(self, server: _ferrowsgi.Server) -> None:
-        self._server: _ferrowsgi.Server | None = server
+    def __init__(self, server: Server) -> None:
+        self._server: Server | None = server
         address = server.addresses[0]
         self.server_address: tuple[str, int] = (address[0], int(address[1]))
         self.server_port: int = self.server_address[1]
@@ -164,7 +165,7 @@ class WSGIServer:
             self._socket.close()
         self._server = None  # dropping the native server closes its sockets
 
-    def _live(self) -> _ferrowsgi.Server:
+    def _live(self) -> Server:
         if self._server is None:
             raise ValueError("the server is closed (server_close() was called)")
         return self._server
@@ -176,7 +177,7 @@ class WSGIServer:
         self.server_close()
 
 
-def serve_until_stopped(server: _ferrowsgi.Server, own_signals: bool = True) -> int:
+def serve_until_stopped(server: Server, own_signals: bool = True) -> int:
     """Serve until Ctrl-C, SIGTERM or ``server.shutdown()``; log the bound addresses
     once the server is ready.
 
@@ -216,9 +217,9 @@ def bind_error(error: OSError, binds: list[str]) -> str:
 def _checked(kwargs: dict[str, Any], allowed: tuple[str, ...]) -> dict[str, Any]:
     """Check API options, then set up logging (once) from log_level/access_log."""
     access_log = kwargs.pop("access_log", None)
-    values = options.check_api(kwargs, allowed)
+    values = check_api(kwargs, allowed)
     if access_log is not None:
-        access_log = options.check_api({"access_log": access_log}, allowed)["access_log"]
+        access_log = check_api({"access_log": access_log}, allowed)["access_log"]
     ensure_logging(values.pop("log_level", None), access_log)
     return values
 
@@ -228,7 +229,7 @@ def _address(host: str, port: int) -> str:
     host = host or "0.0.0.0"
     if ":" in host and not host.startswith("["):
         host = f"[{host}]"
-    return _ferrowsgi.parse_bind(f"{host}:{int(port)}")
+    return parse_bind(f"{host}:{int(port)}")
 
 
 def _catch_signals(own: bool) -> dict[int, Any]:
