@@ -45,7 +45,7 @@ pub struct RunArgs<'a> {
     pub config: &'a Arc<ServerConfig>,
     /// The bound listening sockets.
     pub listeners: &'a [(StdListener, LocalAddr)],
-    /// Statistics shared with the supervisor (`busy_seconds`).
+    /// Statistics shared with the worker process's watchdog (`busy_seconds`).
     pub stats: &'a Arc<PoolStats>,
 }
 

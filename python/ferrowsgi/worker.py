@@ -1,4 +1,4 @@
-"""One worker process: forked by the master (:mod:`ferrowsgi.supervisor`), it loads
+"""One worker process: forked by the master (:mod:`ferrowsgi.master`), it loads
 the application, serves on the inherited sockets, and watches itself.
 
 Rules this module keeps:

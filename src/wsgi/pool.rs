@@ -31,7 +31,7 @@ pub enum Work {
     Resume(Resume),
 }
 
-/// What the pool has done, read by a supervisor (worker timeout, recycling).
+/// What the pool has done, read by the worker process's watchdog (`--timeout`, recycling).
 #[derive(Debug)]
 pub struct PoolStats {
     epoch: Instant,
