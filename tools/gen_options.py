@@ -27,9 +27,11 @@ MD_BEGIN, MD_END = (
 )
 
 
-def typed_dict(name: str, doc: str, names: list[str], accepted: bool) -> str:
-    """A TypedDict class (total=False) with one documented key per option."""
-    lines = [f"class {name}(TypedDict, total=False):", f'    """{doc}"""', ""]
+def typed_dict(
+    name: str, doc: str, names: list[str], accepted: bool, base: str = "TypedDict, total=False"
+) -> str:
+    """A TypedDict class with one documented key per option."""
+    lines = [f"class {name}({base}):", f'    """{doc}"""', ""]
     for key in names:
         s = options.BY_NAME[key]
         kind = s.kind.accepts if accepted else s.kind.checked
@@ -64,19 +66,21 @@ def stub_api() -> str:
         '"""Types of the Python API\'s keyword options, generated from the options table."""\n\n'
         "import os\nfrom typing import TypedDict\n\n"
     )
-    serve = typed_dict(
-        "ServeOptions",
-        "Keyword options of ``ferrowsgi.serve()``.",
-        list(server.SERVE_OPTIONS),
-        True,
-    )
     make = typed_dict(
         "MakeServerOptions",
         "Keyword options of ``ferrowsgi.make_server()``.",
         list(server.MAKE_SERVER_OPTIONS),
         True,
     )
-    return f"{head}{BEGIN}\n{serve}\n\n{make}\n\n{END}\n"
+    extra = [name for name in server.SERVE_OPTIONS if name not in server.MAKE_SERVER_OPTIONS]
+    serve = typed_dict(
+        "ServeOptions",
+        "Keyword options of ``ferrowsgi.serve()``: those of ``make_server()`` and more.",
+        extra,
+        True,
+        base="MakeServerOptions, total=False",
+    )
+    return f"{head}{BEGIN}\n{make}\n\n{serve}\n\n{END}\n"
 
 
 def markdown_table() -> str:

@@ -394,7 +394,7 @@ def _check_combinations(values: dict[str, Any], origins: dict[str, str], warning
         raise ConfigError("--reload cannot be combined with --preload")
     if values["workers"] == 0:
         for name in NEED_MASTER:
-            if origins[name] != "default" and values[name] != BY_NAME[name].default:
+            if origins[name] != "default" and values[name]:
                 raise ConfigError(
                     f"{BY_NAME[name].flag} needs a master process, which --workers 0 does not "
                     "start; use --workers 1 (the default) or more"
