@@ -422,8 +422,9 @@ def build_parser(version: str = "") -> argparse.ArgumentParser:
     def formatter(prog: str) -> argparse.HelpFormatter:
         # The width given, so that argparse does not import shutil (and bz2, lzma...)
         # for it in the master, whose memory every worker inherits.
+        columns = os.environ.get("COLUMNS", "")
         try:
-            width = os.get_terminal_size().columns
+            width = int(columns) if columns.isdigit() else os.get_terminal_size().columns
         except OSError:
             width = 80
         return argparse.HelpFormatter(prog, width=max(width, 40) - 2)
