@@ -29,6 +29,10 @@ use crate::wsgi::dispatch::Dispatcher;
 use crate::wsgi::pool::{Pool, PoolStats};
 use crate::wsgi::Gateway;
 
+/// How long, after a second signal (stop without waiting), the I/O thread
+/// gets to close its connections before the run returns without it.
+const ABORT_GRACE: Duration = Duration::from_millis(300);
+
 /// How often the waiting thread runs Python signal handlers.
 const SIGNAL_CHECK: Duration = Duration::from_millis(100);
 
@@ -87,7 +91,9 @@ pub fn run(
         pending.clone(),
     )?;
     let inline = (config.threads == 1).then_some(gateway);
-    let limit = (args.max_requests > 0).then(|| (args.max_requests, trigger.clone()));
+    // Counted from now: the server may have served before (`handle_request`).
+    let limit = (args.max_requests > 0)
+        .then(|| (args.stats.requests() + args.max_requests, trigger.clone()));
     let dispatcher = Dispatcher::new(queue_tx, inline, args.stats.clone(), pending, limit);
     let tracker = TaskTracker::new();
     {
@@ -118,7 +124,17 @@ pub fn run(
         trigger.trigger();
     }
     let (drained, interrupted) = wait(py, &done, trigger, &abort, refused);
-    let _ = py.detach(|| io.join());
+    if io.is_finished() || !matches!(drained, Drained::Aborted) {
+        let _ = py.detach(|| io.join());
+    } else {
+        // Aborted while the I/O thread runs an application call inline
+        // (`--threads 1`): it cannot see the abort until the call returns,
+        // and the caller asked not to wait. The thread is left to end alone.
+        log::emit(
+            Severity::Warning,
+            "an application call is still running on the I/O thread",
+        );
+    }
     report(drained, config.graceful_timeout);
     let grace = match drained {
         Drained::Done => Duration::from_secs(5),
@@ -158,7 +174,8 @@ fn serve_and_drain(
 
 /// The calling thread: waits for the I/O thread, running Python signal
 /// handlers meanwhile. Returns how the drain ended and the exception of the
-/// first handler that raised (or `interrupted`, the ready callback's).
+/// first handler that raised (or `interrupted`, the ready callback's). After
+/// a second handler raised (abort), waits at most [`ABORT_GRACE`] more.
 fn wait(
     py: Python<'_>,
     done: &crossbeam_channel::Receiver<Drained>,
@@ -166,11 +183,15 @@ fn wait(
     abort: &Notify,
     mut interrupted: Option<PyErr>,
 ) -> (Drained, Option<PyErr>) {
+    let mut aborted: Option<Instant> = None;
     loop {
         match py.detach(|| done.recv_timeout(SIGNAL_CHECK)) {
             Ok(drained) => return (drained, interrupted),
             Err(RecvTimeoutError::Disconnected) => return (Drained::Aborted, interrupted),
             Err(RecvTimeoutError::Timeout) => {}
+        }
+        if aborted.is_some_and(|at| at.elapsed() >= ABORT_GRACE) {
+            return (Drained::Aborted, interrupted);
         }
         if let Err(e) = py.check_signals() {
             if interrupted.is_none() {
@@ -179,6 +200,7 @@ fn wait(
             } else {
                 log::emit(Severity::Warning, &format!("stopping without waiting: {e}"));
                 abort.notify_one();
+                aborted.get_or_insert_with(Instant::now);
             }
         }
     }

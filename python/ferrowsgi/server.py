@@ -120,7 +120,8 @@ class WSGIServer:
 
     @property
     def socket(self) -> socket.socket:
-        """The listening socket (a duplicate of it). Raises ``ValueError`` once closed."""
+        """The listening socket (a duplicate of it; closed by :meth:`server_close`, as
+        wsgiref's). Raises ``ValueError`` when first asked for after the close."""
         if self._socket is None:
             import socket  # here: a worker process never needs the module
 

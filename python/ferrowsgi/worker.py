@@ -138,6 +138,7 @@ def _serve(spec: WorkerSpec) -> int:
         pass
     finally:
         watchdog.stop()
+    watchdog.check_max_requests()  # the server stopped itself before the watchdog saw it
     log.info("Worker exiting (pid: %d)", os.getpid())
     return 0
 
@@ -215,15 +216,19 @@ class Watchdog(threading.Thread):
         period = 0.02 if self.max_requests else TICK
         next_tick = time.monotonic()
         while not self.stopped.wait(period):
-            served = self.server.requests_served
-            if self.max_requests and served >= self.max_requests and not self.state.stopping:
-                log.info("Worker (pid %d) served %d requests (--max-requests); stopping "
-                         "gracefully", os.getpid(), served)  # fmt: skip
-                self.state.stopping = True
-                self.channel.send("retire")
+            self.check_max_requests()
             if time.monotonic() >= next_tick:
                 next_tick = time.monotonic() + TICK
                 self.tick()
+
+    def check_max_requests(self) -> None:
+        """Tell the master once the server reached --max-requests (it stops itself)."""
+        served = self.server.requests_served
+        if self.max_requests and served >= self.max_requests and not self.state.stopping:
+            log.info("Worker (pid %d) served %d requests (--max-requests); stopping "
+                     "gracefully", os.getpid(), served)  # fmt: skip
+            self.state.stopping = True
+            self.channel.send("retire")
 
     def tick(self) -> None:
         if self.timeout:
