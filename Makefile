@@ -1,8 +1,13 @@
 # ferrowsgi developer tasks. `make test` is what CI runs (.ci/run).
 PYTHON ?= python3
 PIP ?= $(PYTHON) -m pip
+MATURIN ?= $(PYTHON) -m maturin
+# Extra `maturin build` arguments for `make wheel`, e.g. `--features abi3` (empty: a
+# wheel for $(PYTHON)'s CPython only). Exported so tests/test_wheel.py builds the same.
+WHEEL_ARGS ?=
+export WHEEL_ARGS
 
-.PHONY: demo install deps lint rust-test test
+.PHONY: demo install deps lint rust-test wheel sdist matrix test
 
 demo: install            ## build, install and run the demo app on http://127.0.0.1:8000
 	ferrowsgi
@@ -11,7 +16,8 @@ install:                 ## build the Rust extension (release) and install the p
 	$(PIP) install --quiet .
 
 deps:                    ## everything the tests need (Python packages, Rust components)
-	$(PIP) install --quiet "maturin>=1.9.4,<2" pytest pytest-timeout httpx flask django ruff
+	$(PIP) install --quiet "maturin>=1.9.4,<2" pytest pytest-timeout httpx flask django ruff \
+		auditwheel
 	rustup component add rustfmt clippy >/dev/null 2>&1 || true
 	command -v ss >/dev/null || { command -v apt-get >/dev/null && \
 		(apt-get update -qq && apt-get install -y -qq iproute2 >/dev/null); } || true
@@ -29,5 +35,32 @@ lint:                    ## formatting and lints, Rust and Python
 rust-test:               ## unit tests of the pure-Rust parts
 	cargo test --quiet
 
-test: deps lint rust-test install   ## the whole suite: lints, cargo test, pytest against the real server
+wheel:                   ## release wheel in dist/ (exactly one), checked to be manylinux
+	mkdir -p dist
+	rm -f dist/ferrowsgi-*.whl
+	$(MATURIN) build --release --out dist --interpreter $(PYTHON) $(WHEEL_ARGS)
+	@set -e; \
+	set -- dist/ferrowsgi-*.whl; \
+	if [ "$$#" -ne 1 ] || [ ! -f "$$1" ]; then \
+		echo "make wheel: expected exactly one wheel in dist/, found: $$*" >&2; exit 1; fi; \
+	whl=$$1; plat=$${whl##*-}; plat=$${plat%.whl}; \
+	echo "wheel: $$whl ($$(du -k "$$whl" | cut -f1) KiB), platform tag: $$plat"; \
+	case "$$plat" in manylinux*) ;; \
+		*) echo "make wheel: $$whl is not manylinux-tagged ($$plat)" >&2; exit 1;; esac; \
+	shown=$$($(PYTHON) -m auditwheel show "$$whl"); echo "$$shown"; \
+	have=$$(echo "$$plat" | grep -o 'manylinux_2_[0-9]*' | head -n1 | sed 's/manylinux_2_//'); \
+	need=$$(echo "$$shown" | tr -s ' \n' '  ' | grep -o 'following platform tag: "*manylinux_2_[0-9]*' \
+		| head -n1 | sed 's/.*manylinux_2_//'); \
+	if [ -z "$$have" ] || [ -z "$$need" ] || [ "$$have" -lt "$$need" ]; then \
+		echo "make wheel: tag $$plat is not one auditwheel accepts (it needs manylinux_2_$$need)" >&2; \
+		exit 1; fi
+
+sdist:                   ## source distribution in dist/
+	$(MATURIN) sdist --out dist
+
+matrix:                  ## the interpreter matrix (tools/matrix.py)
+	$(PYTHON) tools/matrix.py
+
+test: deps lint rust-test install wheel sdist   ## the whole suite: lints, cargo test, wheel and sdist, pytest against the real server, the matrix
 	$(PYTHON) -m pytest tests -q
+	$(MAKE) matrix
