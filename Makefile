@@ -55,7 +55,9 @@ wheel:                   ## release wheel in dist/ (exactly one), checked to be 
 		echo "make wheel: tag $$plat is not one auditwheel accepts (it needs manylinux_2_$$need)" >&2; \
 		exit 1; fi
 
-sdist:                   ## source distribution in dist/
+sdist:                   ## source distribution in dist/ (older ferrowsgi sdists removed)
+	mkdir -p dist
+	rm -f dist/ferrowsgi-*.tar.gz
 	$(MATURIN) sdist --out dist
 
 matrix:                  ## the interpreter matrix (tools/matrix.py)
