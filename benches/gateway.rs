@@ -82,6 +82,7 @@ fn request() -> Request {
         has_body_framing: false,
         peer: Some(SocketAddr::from(([127, 0, 0, 1], 54321))),
         local: Arc::new(LocalAddr::Tcp(addr)),
+        scheme: None,
     }
 }
 

@@ -145,6 +145,54 @@ impl fmt::Display for BindAddr {
     }
 }
 
+/// Peers trusted for what they say about the client: the PROXY protocol
+/// header (`--proxy-allow-from`) or forwarded headers
+/// (`--forwarded-allow-ips`). Entries: an IP address, a network in CIDR
+/// form (`10.0.0.0/8`), `unix` (clients of a unix socket) or `*` (anyone).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TrustList {
+    any: bool,
+    unix: bool,
+    networks: Vec<ipnet::IpNet>,
+}
+
+impl TrustList {
+    /// Parses the entries of one option.
+    ///
+    /// # Errors
+    /// `ConfigError` naming an entry that is none of the forms.
+    pub fn parse(entries: &[String]) -> Result<Self, ConfigError> {
+        let mut list = TrustList::default();
+        for entry in entries.iter().map(|e| e.trim()) {
+            match entry {
+                "*" => list.any = true,
+                "unix" => list.unix = true,
+                _ => list.networks.push(match entry.parse::<IpAddr>() {
+                    Ok(ip) => ipnet::IpNet::from(ip),
+                    Err(_) => entry.parse().map_err(|_| {
+                        ConfigError(format!(
+                            "{entry:?} is not an IP address, a network (10.0.0.0/8), 'unix' or '*'"
+                        ))
+                    })?,
+                }),
+            }
+        }
+        Ok(list)
+    }
+
+    /// Whether `peer` (`None`: a unix socket client) is trusted.
+    pub fn allows(&self, peer: Option<IpAddr>) -> bool {
+        match peer {
+            _ if self.any => true,
+            None => self.unix,
+            Some(ip) => {
+                let ip = ip.to_canonical(); // ::ffff:127.0.0.1 is 127.0.0.1
+                self.networks.iter().any(|n| n.contains(&ip))
+            }
+        }
+    }
+}
+
 /// A configuration value that is out of range or malformed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError(pub String);
@@ -160,7 +208,7 @@ impl std::error::Error for ConfigError {}
 /// The keys of the options dict `_ferrowsgi.Server` takes: each one must be
 /// present (the options table in `python/ferrowsgi/options.py` holds the
 /// defaults, so there is one set of them) and no other is accepted.
-pub const KEYS: [&str; 17] = [
+pub const KEYS: [&str; 20] = [
     "bind",
     "backlog",
     "threads",
@@ -178,6 +226,9 @@ pub const KEYS: [&str; 17] = [
     "url_scheme",
     "script_name",
     "multiprocess",
+    "forwarded_allow_ips",
+    "proxy_protocol",
+    "proxy_allow_from",
 ];
 
 /// The server's options, validated. The options table documents each one.
@@ -216,6 +267,14 @@ pub struct ServerConfig {
     /// `environ['SCRIPT_NAME']`: the prefix the application is mounted at,
     /// without a trailing slash; empty when mounted at the root.
     pub script_name: String,
+    /// Peers whose `X-Forwarded-For`/`-Proto` and `Forwarded` headers are
+    /// believed (`middleware::forwarded`).
+    pub forwarded_allow_ips: TrustList,
+    /// Whether every connection starts with a PROXY protocol header
+    /// (`server::proxy`).
+    pub proxy_protocol: bool,
+    /// Peers allowed to send a PROXY protocol header.
+    pub proxy_allow_from: TrustList,
 }
 
 impl ServerConfig {
@@ -238,6 +297,9 @@ impl ServerConfig {
             multiprocess: false,
             url_scheme: "http".to_owned(),
             script_name: String::new(),
+            forwarded_allow_ips: TrustList::default(),
+            proxy_protocol: false,
+            proxy_allow_from: TrustList::default(),
         }
     }
 
@@ -263,6 +325,9 @@ impl ServerConfig {
             self.url_scheme.clone(),
             format!("{:?}", self.script_name),
             self.multiprocess.to_string(),
+            format!("{:?}", self.forwarded_allow_ips),
+            self.proxy_protocol.to_string(),
+            format!("{:?}", self.proxy_allow_from),
         ];
         KEYS.iter()
             .zip(values)
@@ -351,6 +416,21 @@ mod tests {
             let err = BindAddr::parse(bad).expect_err(bad);
             assert!(err.0.contains("unix:PATH"), "{err} lists no forms");
         }
+    }
+
+    #[test]
+    fn trust_lists() {
+        let list = |e: &[&str]| {
+            TrustList::parse(&e.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap()
+        };
+        let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
+        let local = list(&["127.0.0.1", "::1", "unix"]);
+        assert!(local.allows(ip("127.0.0.1")) && local.allows(ip("::ffff:127.0.0.1")));
+        assert!(local.allows(None) && !local.allows(ip("10.0.0.1")));
+        assert!(list(&["10.0.0.0/8"]).allows(ip("10.9.8.7")));
+        assert!(!list(&["10.0.0.0/8"]).allows(None));
+        assert!(list(&["*"]).allows(ip("192.0.2.1")) && list(&["*"]).allows(None));
+        assert!(TrustList::parse(&["nope".to_owned()]).is_err());
     }
 
     #[test]

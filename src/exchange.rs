@@ -64,10 +64,15 @@ pub struct Request {
     /// Whether the request carried framing (Content-Length or chunked), so
     /// CONTENT_LENGTH belongs in the environ even for an empty body.
     pub has_body_framing: bool,
-    /// The client; `None` on a unix socket.
+    /// The client; `None` on a unix socket. From a trusted proxy, the
+    /// client it names (PROXY protocol, forwarded headers); port 0 when the
+    /// proxy gave none.
     pub peer: Option<SocketAddr>,
     /// The listener the request arrived on.
     pub local: Arc<LocalAddr>,
+    /// `wsgi.url_scheme` when a trusted proxy said it (`http` or `https`);
+    /// `None`: the server's own.
+    pub scheme: Option<&'static str>,
 }
 
 /// The response head, and how its body will come.

@@ -25,6 +25,7 @@ pub mod api;
 pub mod config;
 pub mod exchange;
 pub mod log;
+pub mod middleware;
 pub mod protocols;
 pub mod runner;
 pub mod server;
@@ -46,5 +47,6 @@ fn _ferrowsgi(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(api::logging::log_message, m)?)?;
     m.add_function(wrap_pyfunction!(api::address::parse_bind, m)?)?;
     m.add_function(wrap_pyfunction!(api::address::bind_socket, m)?)?;
+    m.add_function(wrap_pyfunction!(api::address::check_trusted, m)?)?;
     Ok(())
 }

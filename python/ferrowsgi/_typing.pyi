@@ -9,6 +9,24 @@ class MakeServerOptions(TypedDict, total=False):
 
     backlog: int
     """Listen queue length (connections waiting to be accepted). Default: 2048."""
+    forwarded_allow_ips: list[str]
+    """
+    Peers whose X-Forwarded-For, X-Forwarded-Proto and Forwarded (RFC 7239) headers set
+    REMOTE_ADDR and wsgi.url_scheme: IP addresses, networks (10.0.0.0/8), 'unix' (unix
+    socket clients) or '*'; from anyone else the headers change nothing. Default:
+    127.0.0.1,::1,unix.
+    """
+    proxy_protocol: bool | str
+    """
+    Every connection starts with a PROXY protocol header (v1 or v2) naming the client;
+    from peers not in --proxy-allow-from, or without a valid header, the connection is
+    closed. Default: off.
+    """
+    proxy_allow_from: list[str]
+    """
+    Peers allowed to send a PROXY protocol header: IP addresses, networks, 'unix' or '*'.
+    Default: 127.0.0.1,::1,unix.
+    """
     threads: int
     """
     Python threads that run the application (1 to 1024); with 1 the I/O thread calls the

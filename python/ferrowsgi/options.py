@@ -27,7 +27,7 @@ import os
 import re
 from collections.abc import Callable, Mapping, Sequence
 
-from ._ferrowsgi import parse_bind
+from ._ferrowsgi import check_trusted, parse_bind
 
 TYPE_CHECKING = False  # typing is not imported at run time: a worker has no use for it
 if TYPE_CHECKING:
@@ -66,7 +66,7 @@ class Setting:
     command line.
     """
 
-    __slots__ = ("boolean", "default", "gunicorn", "gunicorn_flags", "help", "kind",
+    __slots__ = ("boolean", "commas", "default", "gunicorn", "gunicorn_flags", "help", "kind",
                  "metavar", "multiple", "name", "rust", "short", "unit", "flag")  # fmt: skip
 
     def __init__(
@@ -80,6 +80,7 @@ class Setting:
         metavar: str | None = None,
         short: str | None = None,
         multiple: bool = False,
+        commas: bool = False,
         rust: bool = False,
         boolean: bool = False,
         cli: bool = True,
@@ -89,6 +90,7 @@ class Setting:
         self.name, self.kind, self.default, self.help = name, kind, default, help
         self.unit, self.metavar, self.short = unit, metavar, short
         self.multiple, self.rust, self.boolean = multiple, rust, boolean
+        self.commas = commas  # a list given as "a,b" anywhere, not only in the environment
         self.flag = "--" + name.replace("_", "-") if cli else None
         self.gunicorn, self.gunicorn_flags = gunicorn, gunicorn_flags
 
@@ -108,9 +110,14 @@ class Setting:
         if not self.multiple:
             return self.kind.parse(raw)
         if isinstance(raw, str):
-            raw = [part for part in raw.split(",") if part.strip()] if split_commas else [raw]
+            raw = [raw]
         if not isinstance(raw, (list, tuple)) or not raw:
             raise ValueError(f"expected a string or a non-empty list of strings, got {raw!r}")
+        if split_commas or self.commas:
+            raw = [
+                p for item in raw for p in (item.split(",") if isinstance(item, str) else [item])
+            ]
+            raw = [p for p in raw if not isinstance(p, str) or p.strip()]
         return [self.kind.parse(item) for item in raw]
 
 
@@ -205,6 +212,12 @@ def _bind(raw: Any) -> str:
     return parse_bind(raw)
 
 
+def _trusted(raw: Any) -> str:
+    """One entry of a list of trusted peers, checked by the native parser the server
+    uses: an IP address, a network (10.0.0.0/8), 'unix' or '*'."""
+    return check_trusted(_text(raw))
+
+
 def _script_name(raw: Any) -> str:
     value = _text(raw).rstrip("/")
     if value and not value.startswith("/"):
@@ -217,6 +230,7 @@ SIZE = Kind(_size, "int", "int | str")
 BOOLEAN = Kind(_boolean, "bool", "bool | str")
 PATH = Kind(_path, "str", "str | os.PathLike[str]")
 ADDRESS = Kind(_bind, "str")
+TRUST = Kind(_trusted, "str")
 
 # fmt: off
 SETTINGS: tuple[Setting, ...] = (
@@ -232,6 +246,20 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("reuse_port", BOOLEAN, False,
             "give each worker its own SO_REUSEPORT socket instead of sharing one",
             boolean=True),
+    # Behind a proxy.
+    Setting("forwarded_allow_ips", TRUST, ["127.0.0.1", "::1", "unix"],
+            "peers whose X-Forwarded-For, X-Forwarded-Proto and Forwarded (RFC 7239) "
+            "headers set REMOTE_ADDR and wsgi.url_scheme: IP addresses, networks "
+            "(10.0.0.0/8), 'unix' (unix socket clients) or '*'; from anyone else the "
+            "headers change nothing", metavar="ADDRESSES", multiple=True, commas=True, rust=True,
+            gunicorn=("forwarded_allow_ips",)),
+    Setting("proxy_protocol", BOOLEAN, False,
+            "every connection starts with a PROXY protocol header (v1 or v2) naming the "
+            "client; from peers not in --proxy-allow-from, or without a valid header, the "
+            "connection is closed", boolean=True, rust=True),
+    Setting("proxy_allow_from", TRUST, ["127.0.0.1", "::1", "unix"],
+            "peers allowed to send a PROXY protocol header: IP addresses, networks, 'unix' "
+            "or '*'", metavar="ADDRESSES", multiple=True, commas=True, rust=True),
     # Processes and threads.
     Setting("workers", _integer(0), 1,
             "worker processes under a master process; 0 serves from this one process, "

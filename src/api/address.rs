@@ -7,7 +7,7 @@
 use pyo3::prelude::*;
 
 use super::options::config_error;
-use crate::config::BindAddr;
+use crate::config::{BindAddr, TrustList};
 use crate::server::listener::StdListener;
 
 /// Checks one `--bind` value and returns it in canonical form
@@ -49,4 +49,16 @@ pub fn bind_socket(
 /// `OSError(errno, strerror, address)` for a failed bind.
 pub fn bind_error(addr: &BindAddr, e: &std::io::Error) -> PyErr {
     super::os_error(e, &addr.to_string())
+}
+
+/// Checks one entry of a trusted-peers option (`--forwarded-allow-ips`,
+/// `--proxy-allow-from`) and returns it trimmed.
+///
+/// # Errors
+/// `ValueError` naming the forms: an IP address, a network, `unix`, `*`.
+#[pyfunction]
+pub fn check_trusted(entry: &str) -> PyResult<String> {
+    let entry = entry.trim().to_owned();
+    TrustList::parse(std::slice::from_ref(&entry)).map_err(config_error)?;
+    Ok(entry)
 }

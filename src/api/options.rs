@@ -9,7 +9,7 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
-use crate::config::{seconds, BindAddr, ConfigError, ServerConfig, KEYS};
+use crate::config::{seconds, BindAddr, ConfigError, ServerConfig, TrustList, KEYS};
 use crate::protocols::http1::Limits;
 
 /// Builds the configuration from the options dict.
@@ -32,6 +32,10 @@ pub fn parse(dict: &Bound<'_, PyDict>) -> PyResult<ServerConfig> {
             .ok_or_else(|| PyValueError::new_err(format!("missing server option {key:?}")))
     };
     let secs = |key: &str| seconds(key, get(key)?.extract()?).map_err(config_error);
+    let trust = |key: &str| {
+        let entries: Vec<String> = get(key)?.extract()?;
+        TrustList::parse(&entries).map_err(config_error)
+    };
     let binds: Vec<String> = get("bind")?.extract()?;
     let config = ServerConfig {
         binds: binds
@@ -57,6 +61,9 @@ pub fn parse(dict: &Bound<'_, PyDict>) -> PyResult<ServerConfig> {
         url_scheme: get("url_scheme")?.extract()?,
         script_name: get("script_name")?.extract()?,
         multiprocess: get("multiprocess")?.extract()?,
+        forwarded_allow_ips: trust("forwarded_allow_ips")?,
+        proxy_protocol: get("proxy_protocol")?.extract()?,
+        proxy_allow_from: trust("proxy_allow_from")?,
     };
     config.validate().map_err(config_error)?;
     Ok(config)

@@ -7,15 +7,18 @@
 //! `TaskTracker` so the caller can wait for the drain.
 
 pub mod listener;
+pub mod proxy;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::Semaphore;
 use tokio_util::task::TaskTracker;
 
-use crate::config::ServerConfig;
+use crate::config::{ServerConfig, TrustList};
 use crate::exchange::{Dispatch, LocalAddr};
+use crate::middleware::forwarded::Forwarded;
 use crate::protocols::http1::{self, conn::Shared, Settings};
 use crate::server::listener::{Accepted, Listener};
 use crate::shutdown::ShutdownSignal;
@@ -27,6 +30,10 @@ pub struct ServerCtx {
     /// One permit per open connection (`max_connections`): beyond it, new
     /// connections wait in the listen backlog.
     pub connections: Arc<Semaphore>,
+    /// With `--proxy-protocol`: the peers allowed to send the header.
+    pub proxy_allow_from: Option<TrustList>,
+    /// Time to receive a PROXY header (the header timeout).
+    pub header_timeout: Duration,
 }
 
 /// The least time an idle connection gets, on a graceful stop, to send a
@@ -41,6 +48,8 @@ impl ServerCtx {
         dispatch: Arc<dyn Dispatch>,
         shutdown: ShutdownSignal,
     ) -> Self {
+        let dispatch: Arc<dyn Dispatch> =
+            Arc::new(Forwarded::new(dispatch, config.forwarded_allow_ips.clone()));
         let settings = Settings {
             limits: config.limits,
             keep_alive: config.keep_alive,
@@ -60,6 +69,40 @@ impl ServerCtx {
                 shutdown,
             }),
             connections: Arc::new(Semaphore::new(config.max_connections)),
+            proxy_allow_from: config
+                .proxy_protocol
+                .then(|| config.proxy_allow_from.clone()),
+            header_timeout: config.header_timeout,
+        }
+    }
+}
+
+impl ServerCtx {
+    /// With `--proxy-protocol`, reads the PROXY header and returns the
+    /// client it names (or `peer` for a `LOCAL`/`UNKNOWN` header); `None`
+    /// when the connection must be closed (a peer not allowed to send one, a
+    /// missing, malformed or late header). Without it, `peer` as it is.
+    async fn proxy_header<S>(
+        &self,
+        stream: &mut S,
+        peer: Option<SocketAddr>,
+    ) -> Option<Option<SocketAddr>>
+    where
+        S: tokio::io::AsyncRead + std::os::fd::AsRawFd + Unpin + proxy::Readable,
+    {
+        let Some(allowed) = &self.proxy_allow_from else {
+            return Some(peer);
+        };
+        if !allowed.allows(peer.map(|p| p.ip())) {
+            tracing::debug!("PROXY header refused from {peer:?}: not in --proxy-allow-from");
+            return None;
+        }
+        match proxy::read_header(stream, self.header_timeout).await {
+            Ok(named) => Some(named.or(peer)),
+            Err(e) => {
+                tracing::debug!("connection from {peer:?} closed: PROXY header: {e:?}");
+                None
+            }
         }
     }
 }
@@ -97,17 +140,21 @@ async fn accept_loop(
             _ = shutdown.recv() => return,
             accepted = listener.accept() => accepted,
         };
-        let (shared, local) = (ctx.http1.clone(), local.clone());
+        let (ctx, local) = (ctx.clone(), local.clone());
         match accepted {
-            Ok(Accepted::Tcp(stream, peer)) => {
+            Ok(Accepted::Tcp(mut stream, peer)) => {
                 tracker.spawn(async move {
-                    http1::conn::serve(stream, Some(peer), local, shared).await;
+                    if let Some(peer) = ctx.proxy_header(&mut stream, Some(peer)).await {
+                        http1::conn::serve(stream, peer, local, ctx.http1.clone()).await;
+                    }
                     drop(permit)
                 });
             }
-            Ok(Accepted::Unix(stream)) => {
+            Ok(Accepted::Unix(mut stream)) => {
                 tracker.spawn(async move {
-                    http1::conn::serve(stream, None, local, shared).await;
+                    if let Some(peer) = ctx.proxy_header(&mut stream, None).await {
+                        http1::conn::serve(stream, peer, local, ctx.http1.clone()).await;
+                    }
                     drop(permit)
                 });
             }

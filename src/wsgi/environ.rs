@@ -142,7 +142,8 @@ impl EnvironTemplate {
         }
     }
 
-    /// REMOTE_ADDR/REMOTE_PORT from the socket; SERVER_NAME from the Host
+    /// wsgi.url_scheme when a trusted proxy gave it; REMOTE_ADDR/REMOTE_PORT
+    /// from the socket or the client a trusted proxy named; SERVER_NAME from the Host
     /// header, else from the listening socket; SERVER_PORT from the listening
     /// socket.
     fn set_addresses(
@@ -151,10 +152,17 @@ impl EnvironTemplate {
         env: &Bound<'_, PyDict>,
         req: &Request,
     ) -> PyResult<()> {
+        if let Some(scheme) = req.scheme {
+            env.set_item(intern!(py, "wsgi.url_scheme"), scheme)?;
+        }
         match req.peer {
             Some(peer) => {
                 env.set_item(intern!(py, "REMOTE_ADDR"), self.remote_addr(py, peer.ip()))?;
-                env.set_item(intern!(py, "REMOTE_PORT"), port_text(py, peer.port()))?;
+                if peer.port() == 0 {
+                    env.del_item(intern!(py, "REMOTE_PORT"))?; // a proxy named no port
+                } else {
+                    env.set_item(intern!(py, "REMOTE_PORT"), port_text(py, peer.port()))?;
+                }
             }
             None => {
                 env.set_item(intern!(py, "REMOTE_ADDR"), "")?;

@@ -411,6 +411,7 @@ impl<S: Transport> Conn<S> {
             has_body_framing,
             peer: self.peer,
             local: self.local.clone(),
+            scheme: None,
         };
         let (reply, mut answer) = oneshot::channel();
         if self
