@@ -23,6 +23,9 @@ use http::header::{HeaderMap, HeaderName};
 use crate::config::TrustList;
 use crate::exchange::{Dispatch, Job, Request, Stopped};
 
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+
 /// A [`Dispatch`] that applies forwarded headers from trusted peers, then
 /// hands the job on.
 pub struct Forwarded {
@@ -58,6 +61,13 @@ pub fn apply(request: &mut Request, trusted: &TrustList) {
         return;
     }
     let headers = request.http.headers();
+    // One pass over the (few) names first: most requests carry none of these.
+    let named = |n: &HeaderName| {
+        n == http::header::FORWARDED || n == X_FORWARDED_FOR || n == X_FORWARDED_PROTO
+    };
+    if !headers.keys().any(named) {
+        return;
+    }
     let hops = if headers.contains_key(http::header::FORWARDED) {
         rfc7239_hops(headers)
     } else {
@@ -95,8 +105,8 @@ fn elements<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Vec<&'a str> {
 }
 
 fn x_forwarded_hops(headers: &HeaderMap) -> Vec<Hop> {
-    let clients = elements(headers, &HeaderName::from_static("x-forwarded-for"));
-    let protos = elements(headers, &HeaderName::from_static("x-forwarded-proto"));
+    let clients = elements(headers, &X_FORWARDED_FOR);
+    let protos = elements(headers, &X_FORWARDED_PROTO);
     if clients.is_empty() {
         // A scheme alone, from a trusted proxy: the nearest one's.
         return protos
