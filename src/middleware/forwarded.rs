@@ -52,6 +52,8 @@ impl Dispatch for Forwarded {
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Hop {
     client: Option<SocketAddr>,
+    /// Whether the proxy named a client at all (`unknown` and garbage do).
+    named: bool,
     proto: Option<&'static str>,
 }
 
@@ -82,10 +84,10 @@ pub fn apply(request: &mut Request, trusted: &TrustList) {
         .rev()
         .find(|hop| !hop.client.is_some_and(|c| trusted.allows(Some(c.ip()))))
         .unwrap_or(&hops[0]);
-    if let Some(client) = chosen.client {
-        request.peer = Some(client);
-    } else if hops.iter().any(|h| h.client.is_some()) {
-        return; // the walk met a hop that is no address: believe nothing
+    match chosen.client {
+        Some(client) => request.peer = Some(client),
+        None if chosen.named => return, // `unknown` or garbage: believe nothing
+        None => {}
     }
     if let Some(proto) = chosen.proto {
         request.scheme = Some(proto);
@@ -113,6 +115,7 @@ fn x_forwarded_hops(headers: &HeaderMap) -> Vec<Hop> {
             .last()
             .map(|p| Hop {
                 client: None,
+                named: false,
                 proto: scheme(p),
             })
             .into_iter()
@@ -124,6 +127,7 @@ fn x_forwarded_hops(headers: &HeaderMap) -> Vec<Hop> {
         .enumerate()
         .map(|(i, c)| Hop {
             client: address(c),
+            named: true,
             proto: if aligned {
                 scheme(protos[i])
             } else {
@@ -140,6 +144,7 @@ fn rfc7239_hops(headers: &HeaderMap) -> Vec<Hop> {
         .map(|element| {
             let mut hop = Hop {
                 client: None,
+                named: false,
                 proto: None,
             };
             for pair in element.split(';') {
@@ -148,7 +153,7 @@ fn rfc7239_hops(headers: &HeaderMap) -> Vec<Hop> {
                 };
                 let value = value.trim().trim_matches('"');
                 match key.trim().to_ascii_lowercase().as_str() {
-                    "for" => hop.client = address(value),
+                    "for" => (hop.client, hop.named) = (address(value), true),
                     "proto" => hop.proto = scheme(value),
                     _ => {}
                 }
@@ -263,5 +268,13 @@ mod tests {
         );
         let bogus = [("X-Forwarded-Proto", "gopher")];
         assert_eq!(applied("127.0.0.1:1", &bogus).1, None);
+        let unknown = [
+            ("X-Forwarded-For", "unknown"),
+            ("X-Forwarded-Proto", "https"),
+        ];
+        assert_eq!(
+            applied("127.0.0.1:1", &unknown),
+            ("127.0.0.1:1".into(), None)
+        );
     }
 }

@@ -19,6 +19,8 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 const V2_SIGNATURE: &[u8; 12] = b"\r\n\r\n\0\r\nQUIT\n";
 /// The longest version 1 header, CRLF included.
 const V1_MAX: usize = 107;
+/// The longest version 2 header: 16 bytes and a 16-bit length.
+const MAX_HEADER: usize = 16 + u16::MAX as usize;
 
 /// Why a connection was closed.
 #[derive(Debug)]
@@ -56,21 +58,30 @@ async fn read<S>(stream: &mut S) -> Result<Option<SocketAddr>, ProxyError>
 where
     S: AsyncRead + AsRawFd + Unpin + Readable,
 {
-    let mut peeked = [0u8; 232];
+    // Bytes of an unfinished header are taken off the socket (they are all
+    // header), so a peer that closes mid-header is seen (the next peek gives
+    // 0); the end of the header is found by peeking, so that no byte of the
+    // request is read here.
+    let mut header = Vec::new();
+    let mut peeked = [0u8; 256];
     loop {
         let n = peek(stream, &mut peeked).await?;
         if n == 0 {
-            return Err(ProxyError::Malformed("closed before the header"));
+            return Err(ProxyError::Malformed("closed before the end of the header"));
         }
-        match header_len(&peeked[..n])? {
+        let start = header.len();
+        header.extend_from_slice(&peeked[..n]);
+        match header_len(&header)? {
             Some(len) => {
-                let mut header = vec![0u8; len];
-                stream.read_exact(&mut header).await?;
+                header.truncate(len);
+                stream.read_exact(&mut header[start..]).await?;
                 return parse(&header);
             }
-            None if n == peeked.len() => return Err(ProxyError::Malformed("header too long")),
-            None => stream.readable_again().await?,
-        }
+            None if header.len() > MAX_HEADER => {
+                return Err(ProxyError::Malformed("header too long"))
+            }
+            None => stream.read_exact(&mut header[start..]).await?,
+        };
     }
 }
 
@@ -155,44 +166,61 @@ fn parse_v2(header: &[u8]) -> Result<Option<SocketAddr>, ProxyError> {
     }
 }
 
-/// Streams whose readiness can be awaited: peeking needs it.
+/// Streams that can be peeked at through the runtime (so that a peek that
+/// finds nothing clears the readiness and the task really waits).
 pub trait Readable {
     /// Completes when the stream may have bytes to read.
     fn readable_again(&self) -> impl std::future::Future<Output = io::Result<()>> + Send;
+    /// `recv(MSG_PEEK)` now; `WouldBlock` (readiness cleared) when empty.
+    fn try_peek(&self, buf: &mut [u8]) -> io::Result<usize>;
 }
 
-impl Readable for tokio::net::TcpStream {
-    async fn readable_again(&self) -> io::Result<()> {
-        self.readable().await
+macro_rules! readable {
+    ($stream:ty) => {
+        impl Readable for $stream {
+            async fn readable_again(&self) -> io::Result<()> {
+                self.readable().await
+            }
+
+            fn try_peek(&self, buf: &mut [u8]) -> io::Result<usize> {
+                self.try_io(tokio::io::Interest::READABLE, || {
+                    peek_now(self.as_raw_fd(), buf)
+                })
+            }
+        }
+    };
+}
+
+readable!(tokio::net::TcpStream);
+readable!(tokio::net::UnixStream);
+
+/// One `recv(MSG_PEEK | MSG_DONTWAIT)` on `fd`.
+fn peek_now(fd: std::os::fd::RawFd, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: `buf` is valid for `buf.len()` bytes; `fd` is open for as long
+    // as the stream that lent it lives.
+    let n = unsafe {
+        libc::recv(
+            fd,
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
     }
 }
 
-impl Readable for tokio::net::UnixStream {
-    async fn readable_again(&self) -> io::Result<()> {
-        self.readable().await
-    }
-}
-
-/// `recv(MSG_PEEK)` once the stream is readable: the bytes stay queued.
-async fn peek<S: AsRawFd + Readable>(stream: &S, buf: &mut [u8]) -> io::Result<usize> {
+/// The bytes queued on `stream`, without taking them; waits until there is
+/// at least one (or the end of the stream: 0).
+async fn peek<S: Readable>(stream: &S, buf: &mut [u8]) -> io::Result<usize> {
     loop {
         stream.readable_again().await?;
-        // SAFETY: `buf` is valid for `buf.len()` bytes; the fd is open for
-        // as long as `stream` lives.
-        let n = unsafe {
-            libc::recv(
-                stream.as_raw_fd(),
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                libc::MSG_PEEK | libc::MSG_DONTWAIT,
-            )
-        };
-        if n >= 0 {
-            return Ok(n as usize);
-        }
-        let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::WouldBlock {
-            return Err(e);
+        match stream.try_peek(buf) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            other => return other,
         }
     }
 }
