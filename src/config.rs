@@ -208,9 +208,10 @@ impl std::error::Error for ConfigError {}
 /// The keys of the options dict `_ferrowsgi.Server` takes: each one must be
 /// present (the options table in `python/ferrowsgi/options.py` holds the
 /// defaults, so there is one set of them) and no other is accepted.
-pub const KEYS: [&str; 20] = [
+pub const KEYS: [&str; 21] = [
     "bind",
     "backlog",
+    "unix_socket_mode",
     "threads",
     "max_connections",
     "graceful_timeout",
@@ -257,6 +258,8 @@ pub struct ServerConfig {
     pub graceful_timeout: Duration,
     /// `listen()` backlog for sockets bound here.
     pub backlog: i32,
+    /// Permission bits of the unix socket files bound here.
+    pub unix_socket_mode: u32,
     /// Requests after which the server stops by itself (graceful, as on
     /// `shutdown()`); 0 = never.
     pub max_requests: u64,
@@ -293,6 +296,7 @@ impl ServerConfig {
             body_buffer_size: 1 << 20,
             graceful_timeout: Duration::from_secs(30),
             backlog: 2048,
+            unix_socket_mode: 0o660,
             max_requests: 0,
             multiprocess: false,
             url_scheme: "http".to_owned(),
@@ -310,6 +314,7 @@ impl ServerConfig {
         let values = [
             binds.join(","),
             self.backlog.to_string(),
+            format!("{:#o}", self.unix_socket_mode),
             self.threads.to_string(),
             self.max_connections.to_string(),
             self.graceful_timeout.as_secs_f64().to_string(),

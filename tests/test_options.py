@@ -9,6 +9,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -367,3 +368,36 @@ def test_serve_refuses_a_master_only_option():
 def test_make_server_names_the_option_with_a_bad_value():
     with pytest.raises(ValueError, match="keep_alive"):
         ferrowsgi.make_server("127.0.0.1", 0, app, keep_alive="x")
+
+
+# --- --unix-socket-mode: who may connect to a unix socket ------------------------------
+
+
+@pytest.mark.parametrize("workers", ["0", "1"])
+@pytest.mark.parametrize("mode, expected", [(None, 0o660), ("600", 0o600), ("0o666", 0o666)])
+def test_unix_socket_mode_sets_the_socket_files_permissions(
+    start_server, tmp_path, workers, mode, expected
+):
+    path = tmp_path / "app.sock"
+    args = ["options_app:app", "--workers", workers, "--bind", f"unix:{path}"]
+    if mode is not None:
+        args += ["--unix-socket-mode", mode]
+    server = start_server(*args, bind=False, ready=False)
+    server.wait_for_log(r"Listening at: unix:")
+    assert (path.stat().st_mode & 0o777) == expected
+    client = socket.socket(socket.AF_UNIX)
+    client.settimeout(5)
+    client.connect(str(path))
+    client.sendall(b"GET /over-unix HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    answer = b""
+    while chunk := client.recv(65536):
+        answer += chunk
+    client.close()
+    assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(b"/over-unix")
+
+
+@pytest.mark.parametrize("mode", ["999", "rw-rw----", "1777"])
+def test_unix_socket_mode_refuses_what_is_not_permission_bits(mode):
+    result = run_cli("options_app:app", "--unix-socket-mode", mode, "--bind", "127.0.0.1:0")
+    assert result.returncode == 2, result.stderr
+    assert "--unix-socket-mode" in result.stderr and "octal" in result.stderr

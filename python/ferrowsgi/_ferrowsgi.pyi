@@ -21,6 +21,11 @@ class ServerConfig(TypedDict, total=False):
     """
     backlog: int
     """Listen queue length (connections waiting to be accepted). Default: 2048."""
+    unix_socket_mode: int
+    """
+    Permission bits of unix:PATH socket files, in octal (660: owner and group, e.g.
+    nginx's, may connect). Default: 660.
+    """
     forwarded_allow_ips: list[str]
     """
     Peers whose X-Forwarded-For, X-Forwarded-Proto and Forwarded (RFC 7239) headers set
@@ -117,7 +122,8 @@ def bind_socket(address: str, backlog: int, reuse_port: bool) -> tuple[int, tupl
     caller owns (and, for ``unix:PATH``, the socket file to remove), and the address
     it is bound to: ``(host, port)`` for TCP, the path for a unix socket.
 
-    ``backlog``: listen queue length; ``reuse_port``: set ``SO_REUSEPORT``. Raises
+    ``backlog``: listen queue length; ``reuse_port``: set ``SO_REUSEPORT``;
+    ``unix_mode``: permission bits of a unix socket file (``0o660``). Raises
     ``ValueError`` for a malformed address, ``OSError`` (``filename`` = the address)
     when it cannot be bound.
     """

@@ -9,6 +9,11 @@ class MakeServerOptions(TypedDict, total=False):
 
     backlog: int
     """Listen queue length (connections waiting to be accepted). Default: 2048."""
+    unix_socket_mode: int | str
+    """
+    Permission bits of unix:PATH socket files, in octal (660: owner and group, e.g.
+    nginx's, may connect). Default: 660.
+    """
     forwarded_allow_ips: list[str]
     """
     Peers whose X-Forwarded-For, X-Forwarded-Proto and Forwarded (RFC 7239) headers set

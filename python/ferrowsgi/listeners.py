@@ -44,15 +44,17 @@ class Listeners:
     Python's socket module nor socket objects.
     """
 
-    def __init__(self, base: list[Bound], reuse_port: bool, backlog: int):
+    def __init__(self, base: list[Bound], reuse_port: bool, backlog: int, unix_mode: int):
         self.slots: dict[int, list[Bound]] = {0: base}
         self.reuse_port = reuse_port
         self.backlog = backlog
+        self.unix_mode = unix_mode
         self.unix_paths = [str(b.address) for b in base if b.kind == "unix"]
 
     @classmethod
-    def bind(cls, binds: list[str], backlog: int, reuse_port: bool) -> Listeners:
-        """Bind every address (or take systemd's sockets). Raises ``OSError``."""
+    def bind(cls, binds: list[str], backlog: int, reuse_port: bool, unix_mode: int) -> Listeners:
+        """Bind every address (or take systemd's sockets); ``unix_mode``: permission
+        bits of unix socket files. Raises ``OSError``."""
         inherited = systemd_fds()
         if inherited:
             log.info("Using %d socket(s) passed by systemd (LISTEN_FDS)", len(inherited))
@@ -60,12 +62,12 @@ class Listeners:
         sockets: list[Bound] = []
         try:
             for bind in binds:
-                sockets.append(_listen(bind, backlog, reuse_port))
+                sockets.append(_listen(bind, backlog, reuse_port, unix_mode))
         except OSError:
             for b in sockets:
                 os.close(b.fd)
             raise
-        return cls(sockets, reuse_port, backlog)
+        return cls(sockets, reuse_port, backlog, unix_mode)
 
     def for_slot(self, slot: int) -> list[Bound]:
         """The sockets a worker in ``slot`` serves on (made now if new)."""
@@ -118,7 +120,7 @@ class Listeners:
             return base  # unix or inherited: shared by every slot
         host, port = base.address
         address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        return _listen(address, self.backlog, reuse_port=True)
+        return _listen(address, self.backlog, True, self.unix_mode)
 
 
 def systemd_fds() -> list[int]:
@@ -131,8 +133,8 @@ def systemd_fds() -> list[int]:
     return list(range(3, 3 + int(count))) if count.isdigit() else []
 
 
-def _listen(bind: str, backlog: int, reuse_port: bool) -> Bound:
+def _listen(bind: str, backlog: int, reuse_port: bool, unix_mode: int) -> Bound:
     """One socket for a checked bind string."""
-    fd, address = _ferrowsgi.bind_socket(bind, backlog, reuse_port)
+    fd, address = _ferrowsgi.bind_socket(bind, backlog, reuse_port, unix_mode)
     kind = "fd" if bind.startswith("fd://") else "unix" if bind.startswith("unix:") else "tcp"
     return Bound(fd, kind, address)

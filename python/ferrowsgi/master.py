@@ -60,7 +60,7 @@ def run(cfg: options.Config, argv: list[str], start_dir: str) -> int:
         if app is None:
             return 1
     try:
-        listeners = Listeners.bind(cfg.bind, cfg.backlog, cfg.reuse_port)
+        listeners = Listeners.bind(cfg.bind, cfg.backlog, cfg.reuse_port, cfg.unix_socket_mode)
     except OSError as e:
         log.error("Error: %s", bind_error(e, cfg.bind))
         return 1
@@ -457,7 +457,7 @@ def describe_status(status: int) -> str:
 
 def fixed_settings_changed(old: options.Config, new: options.Config) -> list[str]:
     """Warnings for settings a reload cannot change."""
-    fixed = ("bind", "reuse_port", "preload", "pid", "chdir", "backlog")
+    fixed = ("bind", "reuse_port", "preload", "pid", "chdir", "backlog", "unix_socket_mode")
     return [
         f"Reload: --{name.replace('_', '-')} changed; it takes effect at the next restart"
         for name in fixed

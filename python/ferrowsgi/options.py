@@ -218,6 +218,20 @@ def _trusted(raw: Any) -> str:
     return check_trusted(_text(raw))
 
 
+def _mode(raw: Any) -> int:
+    """Permission bits: an int (0o660), or octal digits as text ("660", "0o660")."""
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        value = raw
+    else:
+        text = _text(raw).strip().lower().removeprefix("0o")
+        if not text or any(c not in "01234567" for c in text):
+            raise ValueError(f"expected permission bits in octal such as 660, got {raw!r}")
+        value = int(text, 8)
+    if not 0 <= value <= 0o777:
+        raise ValueError(f"expected permission bits in octal, 000 to 777, got {raw!r}")
+    return value
+
+
 def _script_name(raw: Any) -> str:
     value = _text(raw).rstrip("/")
     if value and not value.startswith("/"):
@@ -243,6 +257,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("backlog", _integer(1), 2048,
             "listen queue length (connections waiting to be accepted)",
             metavar="N", rust=True),
+    Setting("unix_socket_mode", Kind(_mode, "int", "int | str"), 0o660,
+            "permission bits of unix:PATH socket files, in octal (660: owner and group, "
+            "e.g. nginx's, may connect)", metavar="MODE", rust=True),
     Setting("reuse_port", BOOLEAN, False,
             "give each worker its own SO_REUSEPORT socket instead of sharing one",
             boolean=True),
@@ -494,6 +511,8 @@ def shown_default(s: Setting) -> str:
         return "none"
     if s.multiple:
         return ",".join(s.default)
+    if s.name == "unix_socket_mode":
+        return f"{s.default:o}"
     if isinstance(s.default, float) and s.default.is_integer():
         return str(int(s.default))
     return str(s.default) if s.default != "" else "''"

@@ -8,7 +8,7 @@ use pyo3::prelude::*;
 
 use super::options::config_error;
 use crate::config::{BindAddr, TrustList};
-use crate::server::listener::StdListener;
+use crate::server::listener::{BindOptions, StdListener};
 
 /// Checks one `--bind` value and returns it in canonical form
 /// (`127.0.0.1:8000`, `[::1]:80`, `unix:/run/app.sock`, `fd://3`).
@@ -27,7 +27,8 @@ pub fn parse_bind(address: &str) -> PyResult<String> {
 /// with the address it is bound to: `(host, port)` for TCP, the path for a
 /// unix socket (as `Server.addresses` gives them).
 ///
-/// `backlog`: the `listen()` queue length; `reuse_port`: `SO_REUSEPORT`.
+/// `backlog`: the `listen()` queue length; `reuse_port`: `SO_REUSEPORT`;
+/// `unix_mode`: permission bits of a unix socket file (e.g. `0o660`).
 ///
 /// # Errors
 /// `ValueError` for a malformed address; `OSError` (with the address as
@@ -38,10 +39,15 @@ pub fn bind_socket(
     address: &str,
     backlog: i32,
     reuse_port: bool,
+    unix_mode: u32,
 ) -> PyResult<(i32, Py<PyAny>)> {
     let addr = BindAddr::parse(address).map_err(config_error)?;
-    let listener =
-        StdListener::bind(&addr, backlog, reuse_port).map_err(|e| bind_error(&addr, &e))?;
+    let options = BindOptions {
+        backlog,
+        reuse_port,
+        unix_mode,
+    };
+    let listener = StdListener::bind(&addr, &options).map_err(|e| bind_error(&addr, &e))?;
     let local = super::local_address(py, &listener.local_addr()?)?;
     Ok((listener.into_raw_fd(), local))
 }

@@ -23,7 +23,7 @@ use crate::config::ServerConfig;
 use crate::exchange::LocalAddr;
 use crate::log::{self, Severity};
 use crate::runner::{self, RunArgs};
-use crate::server::listener::StdListener;
+use crate::server::listener::{BindOptions, StdListener};
 use crate::shutdown::{self, ShutdownSignal, ShutdownTrigger};
 use crate::wsgi::pool::PoolStats;
 
@@ -57,12 +57,17 @@ impl Server {
             Severity::Debug,
             &format!("server settings: {}", config.describe()),
         );
+        let options = BindOptions {
+            backlog: config.backlog,
+            reuse_port: false,
+            unix_mode: config.unix_socket_mode,
+        };
         let listeners = config
             .binds
             .iter()
             .map(|addr| {
-                let listener = StdListener::bind(addr, config.backlog, false)
-                    .map_err(|e| address::bind_error(addr, &e))?;
+                let listener =
+                    StdListener::bind(addr, &options).map_err(|e| address::bind_error(addr, &e))?;
                 let local = listener.local_addr()?;
                 Ok((listener, local))
             })

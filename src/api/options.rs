@@ -44,6 +44,7 @@ pub fn parse(dict: &Bound<'_, PyDict>) -> PyResult<ServerConfig> {
             .collect::<Result<_, _>>()
             .map_err(config_error)?,
         backlog: get("backlog")?.extract()?,
+        unix_socket_mode: get("unix_socket_mode")?.extract()?,
         threads: get("threads")?.extract()?,
         max_connections: get("max_connections")?.extract()?,
         graceful_timeout: secs("graceful_timeout")?,

@@ -9,7 +9,7 @@
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{FromRawFd, IntoRawFd};
-use std::os::unix::fs::FileTypeExt;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::UnixListener as StdUnixListener;
 use std::path::PathBuf;
 
@@ -18,6 +18,18 @@ use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 
 use crate::config::BindAddr;
 use crate::exchange::LocalAddr;
+
+/// How listening sockets are bound.
+#[derive(Debug, Clone, Copy)]
+pub struct BindOptions {
+    /// The `listen()` queue length.
+    pub backlog: i32,
+    /// `SO_REUSEPORT` on TCP sockets (one socket per worker).
+    pub reuse_port: bool,
+    /// Permission bits of a unix socket file we create (`--unix-socket-mode`):
+    /// who may connect.
+    pub unix_mode: u32,
+}
 
 /// A bound, listening socket not yet attached to a runtime.
 #[derive(Debug)]
@@ -36,16 +48,13 @@ pub enum StdListener {
 impl StdListener {
     /// Binds (or adopts, for `fd://N`) one listening socket.
     ///
-    /// `backlog`: the `listen()` queue length for sockets bound here;
-    /// `reuse_port`: set `SO_REUSEPORT` on a TCP socket (one per worker).
-    ///
     /// # Errors
-    /// The OS error of `bind`/`listen` (address in use, permission denied),
-    /// or `InvalidInput` for an fd that is not a stream socket.
-    pub fn bind(addr: &BindAddr, backlog: i32, reuse_port: bool) -> io::Result<Self> {
+    /// The OS error of `bind`/`listen`/`chmod` (address in use, permission
+    /// denied), or `InvalidInput` for an fd that is not a stream socket.
+    pub fn bind(addr: &BindAddr, options: &BindOptions) -> io::Result<Self> {
         match addr {
-            BindAddr::Tcp(sa) => bind_tcp(*sa, backlog, reuse_port),
-            BindAddr::Unix(path) => bind_unix(path, backlog),
+            BindAddr::Tcp(sa) => bind_tcp(*sa, options.backlog, options.reuse_port),
+            BindAddr::Unix(path) => bind_unix(path, options.backlog, options.unix_mode),
             BindAddr::Fd(fd) => adopt_fd(*fd),
         }
     }
@@ -131,7 +140,7 @@ fn bind_tcp(addr: SocketAddr, backlog: i32, reuse_port: bool) -> io::Result<StdL
     Ok(StdListener::Tcp(socket.into()))
 }
 
-fn bind_unix(path: &PathBuf, backlog: i32) -> io::Result<StdListener> {
+fn bind_unix(path: &PathBuf, backlog: i32, mode: u32) -> io::Result<StdListener> {
     // A socket file left by a server that died is replaced; any other file is
     // an error (never delete a user's regular file).
     if let Ok(meta) = std::fs::symlink_metadata(path) {
@@ -141,6 +150,8 @@ fn bind_unix(path: &PathBuf, backlog: i32) -> io::Result<StdListener> {
     }
     let socket = Socket::new(Domain::UNIX, Type::STREAM, None)?;
     socket.bind(&socket2::SockAddr::unix(path)?)?;
+    // Before listen(): no client can connect while the mode is the umask's.
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
     socket.listen(backlog)?;
     // SAFETY: `into_raw_fd` hands over sole ownership of a valid, listening
     // unix stream socket.
