@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -25,19 +26,44 @@ APPS = Path(__file__).resolve().parent / "apps"
 LISTENING = re.compile(r"Listening at: http://([^\s]+):(\d+)")
 
 
+def find_nginx() -> str | None:
+    """nginx's binary: on PATH, or where Debian puts it (/usr/sbin, off a user's PATH)."""
+    found = shutil.which("nginx")
+    candidates = [found] if found else []
+    candidates += ["/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/local/nginx/sbin/nginx"]
+    return next((p for p in candidates if p and os.access(p, os.X_OK)), None)
+
+
+NGINX = find_nginx()  # tests/test_nginx.py and test_proxy.py run it when found
+
+
 class ServerProcess:
     """A running ``ferrowsgi`` process and what it has logged so far."""
 
-    def __init__(self, args: list[str], env: dict[str, str] | None = None, cwd: Path = ROOT):
-        full_env = dict(os.environ)
-        full_env["PYTHONPATH"] = os.pathsep.join([str(APPS), str(ROOT)])
-        full_env["PYTHONUNBUFFERED"] = "1"
-        full_env.update(env or {})
+    def __init__(
+        self,
+        args: list[str],
+        env: dict[str, str] | None = None,
+        cwd: Path = ROOT,
+        *,
+        command: list[str] | None = None,
+        whole_env: dict[str, str] | None = None,
+    ):
+        """``command`` (default: this Python's ``-m ferrowsgi``) with ``args``. The
+        environment is this one plus ``env``, with tests/apps and the checkout on
+        PYTHONPATH; or exactly ``whole_env`` when given (an installed copy alone)."""
+        if whole_env is None:
+            full_env = dict(os.environ)
+            full_env["PYTHONPATH"] = os.pathsep.join([str(APPS), str(ROOT)])
+            full_env["PYTHONUNBUFFERED"] = "1"
+            full_env.update(env or {})
+        else:
+            full_env = dict(whole_env)
         self.args = args
         self.lines: list[str] = []
         self._cond = threading.Condition()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "ferrowsgi", *args],
+            [*(command or [sys.executable, "-m", "ferrowsgi"]), *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             env=full_env,

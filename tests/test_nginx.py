@@ -26,9 +26,7 @@ there.
 from __future__ import annotations
 
 import http.client
-import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -38,7 +36,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from conftest import wait_until
+from conftest import NGINX, wait_until
 
 APP = "supervised_app:app"
 # The drain period is the keep-alive timeout: 2 s keeps a run short and still lets the
@@ -52,15 +50,6 @@ UPSTREAM_ERRORS = re.compile(r"prematurely closed|reset by peer|no live upstream
 RESET = re.compile(r"reset by peer.*upstream: \"http://127\.0\.0\.1:(\d+)/")
 
 
-def find_nginx() -> str | None:
-    """nginx's binary: on PATH, or where Debian puts it (/usr/sbin, off a user's PATH)."""
-    found = shutil.which("nginx")
-    candidates = [found] if found else []
-    candidates += ["/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/local/nginx/sbin/nginx"]
-    return next((p for p in candidates if p and os.access(p, os.X_OK)), None)
-
-
-NGINX = find_nginx()
 pytestmark = pytest.mark.skipif(
     NGINX is None, reason="nginx not found on PATH or in /usr/sbin (`make deps` installs it)"
 )

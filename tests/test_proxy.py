@@ -16,8 +16,6 @@ import hashlib
 import http.client
 import ipaddress
 import json
-import os
-import shutil
 import signal
 import socket
 import struct
@@ -26,6 +24,7 @@ import time
 
 import pytest
 from conftest import (
+    NGINX,
     read_response,
     read_responses,
     recv_until_closed,
@@ -705,15 +704,6 @@ def test_unix_clients_not_allowed_without_the_unix_entry(start_server, tmp_path)
 # --- through real nginx ----------------------------------------------------------------
 
 
-def find_nginx() -> str | None:
-    """nginx's binary: on PATH, or where Debian puts it (/usr/sbin, off a user's PATH)."""
-    found = shutil.which("nginx")
-    candidates = [found] if found else []
-    candidates += ["/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/local/nginx/sbin/nginx"]
-    return next((p for p in candidates if p and os.access(p, os.X_OK)), None)
-
-
-NGINX = find_nginx()
 NGINX_BIND = "127.0.0.3"  # nginx connects upstream from here: the one proxy to trust
 NGINX_CONF = """\
 daemon off;

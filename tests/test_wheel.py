@@ -22,19 +22,16 @@ import os
 import re
 import shlex
 import shutil
-import signal
 import subprocess
 import sys
 import tarfile
-import threading
-import time
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from conftest import LISTENING, ROOT
+from conftest import ROOT, ServerProcess
 
 DIST = ROOT / "dist"
 # Builds and installs take minutes on a cold cache; every wait below is bounded on
@@ -168,82 +165,15 @@ def installed(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Pa
     return venv, env, home
 
 
-class Served:
-    """An installed ``ferrowsgi`` command running; its stderr is collected line by line."""
-
-    def __init__(self, argv: list[str], env: dict[str, str], cwd: Path):
-        self.argv = argv
-        self.lines: list[str] = []
-        self._cond = threading.Condition()
-        self._out = open(cwd / f"stdout-{time.monotonic_ns()}.log", "wb")
-        self.proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=self._out,
-            stderr=subprocess.PIPE,
-            env=env,
-            cwd=str(cwd),
-            text=True,
-            encoding="utf-8",
-            errors="replace",
-        )
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            with self._cond:
-                self.lines.append(line.rstrip("\n"))
-                self._cond.notify_all()
-        with self._cond:
-            self._cond.notify_all()
-
-    @property
-    def log(self) -> str:
-        with self._cond:
-            return "\n".join(self.lines)
-
-    def wait_port(self, timeout: float = 30.0) -> int:
-        """The port from the ``Listening at: http://127.0.0.1:PORT`` line on stderr."""
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while True:
-                for line in self.lines:
-                    m = LISTENING.search(line)
-                    if m:
-                        assert m.group(1) == "127.0.0.1", line
-                        return int(m.group(2))
-                left = deadline - time.monotonic()
-                if left <= 0 or not self._reader.is_alive():
-                    raise AssertionError(
-                        f"{shlex.join(self.argv)}: no 'Listening at' line on stderr "
-                        f"(exit status {self.proc.poll()}); stderr:\n" + "\n".join(self.lines)
-                    )
-                self._cond.wait(min(left, 0.1))
-
-    def stop(self, timeout: float = 15.0) -> int | None:
-        """SIGTERM, then wait up to ``timeout``; the exit status (None: had to be killed)."""
-        status = self.proc.poll()
-        if status is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                status = self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-                status = None
-        self._reader.join(5)
-        self._out.close()
-        return status
-
-
 @contextmanager
-def serving(argv: list[str], env: dict[str, str], cwd: Path) -> Iterator[tuple[Served, int]]:
-    """Start the command, wait for its port; it is stopped (killed at worst) on the way out."""
-    server = Served(argv, env, cwd)
+def serving(argv: list[str], env: dict[str, str], cwd: Path) -> Iterator[tuple[ServerProcess, int]]:
+    """Start the installed command (``argv[0]``) in exactly ``env``; wait for its port; it
+    is stopped (killed at worst) on the way out."""
+    server = ServerProcess(argv[1:], cwd=cwd, command=argv[:1], whole_env=env)
     try:
-        yield server, server.wait_port()
+        server.wait_ready()
+        assert server.host == "127.0.0.1", server.log
+        yield server, server.port
     finally:
         server.stop()
 
@@ -260,7 +190,7 @@ def http_request(
         conn.close()
 
 
-def assert_stops_cleanly(server: Served) -> None:
+def assert_stops_cleanly(server: ServerProcess) -> None:
     status = server.stop()
     assert status == 0, f"exit status {status} after SIGTERM; stderr:\n{server.log}"
 
