@@ -13,7 +13,78 @@ use crate::protocols::http1::Limits;
 
 /// The forms `--bind` accepts, for error messages.
 pub const BIND_FORMS: &str = "HOST:PORT, [IPv6]:PORT, :PORT (all IPv4 interfaces), HOST \
-     (port 8000), unix:PATH or fd://N";
+     (port 8000), unix:PATH or fd://N, each optionally after uwsgi:// or fcgi:// \
+     (nginx's uwsgi_pass, fastcgi_pass)";
+
+/// The protocol a listener speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// HTTP/1.1 (and HTTP/2, by ALPN or prior knowledge): the default.
+    Http,
+    /// The uwsgi binary protocol (nginx's `uwsgi_pass`): `uwsgi://ADDRESS`.
+    Uwsgi,
+    /// FastCGI, responder role (nginx's `fastcgi_pass`, Apache's
+    /// `mod_proxy_fcgi`): `fcgi://ADDRESS`.
+    FastCgi,
+}
+
+impl Protocol {
+    /// The `--bind` prefix that selects this protocol (`""` for HTTP).
+    pub fn prefix(self) -> &'static str {
+        match self {
+            Protocol::Http => "",
+            Protocol::Uwsgi => "uwsgi://",
+            Protocol::FastCgi => "fcgi://",
+        }
+    }
+}
+
+/// One `--bind` value: the address and the protocol spoken there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bind {
+    /// What the listener speaks.
+    pub protocol: Protocol,
+    /// Where it listens.
+    pub addr: BindAddr,
+}
+
+impl Bind {
+    /// Parses one `--bind` value: `[uwsgi://|fcgi://]ADDRESS`, where ADDRESS
+    /// is one of [`BIND_FORMS`] ([`BindAddr::parse`]).
+    ///
+    /// # Errors
+    /// `ConfigError` naming the value, why it is wrong, and the accepted forms.
+    pub fn parse(value: &str) -> Result<Self, ConfigError> {
+        let text = value.trim();
+        for protocol in [Protocol::Uwsgi, Protocol::FastCgi] {
+            if let Some(rest) = text.strip_prefix(protocol.prefix()) {
+                let addr = BindAddr::parse(rest).map_err(|e| {
+                    ConfigError(e.0.replacen(&format!("{rest:?}"), &format!("{value:?}"), 1))
+                })?;
+                return Ok(Bind { protocol, addr });
+            }
+        }
+        BindAddr::parse(value).map(|addr| Bind {
+            protocol: Protocol::Http,
+            addr,
+        })
+    }
+
+    /// The same protocol on an inherited socket `fd://N`: how a worker is
+    /// told to serve a socket its master bound.
+    pub fn on_fd(&self, fd: i32) -> Bind {
+        Bind {
+            protocol: self.protocol,
+            addr: BindAddr::Fd(fd),
+        }
+    }
+}
+
+impl fmt::Display for Bind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}{}", self.protocol.prefix(), self.addr)
+    }
+}
 
 /// One listening address, as given to `--bind`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,7 +134,7 @@ impl BindAddr {
             return Err(bad("empty"));
         }
         if let Some((scheme, _)) = text.split_once("://") {
-            return Err(bad(&format!("unknown scheme {scheme:?}")));
+            return Err(bad(&format!("unknown scheme {scheme:?}://")));
         }
         let (host, port) = split_host_port(text).map_err(|why| bad(&why))?;
         resolve(host, port)
@@ -236,7 +307,7 @@ pub const KEYS: [&str; 21] = [
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     /// Where to listen (`bind`).
-    pub binds: Vec<BindAddr>,
+    pub binds: Vec<Bind>,
     /// Python threads calling the application; at least 1.
     pub threads: usize,
     /// Idle time after which a keep-alive connection is closed.
@@ -285,7 +356,10 @@ impl ServerConfig {
     /// one thread. Not the server's defaults: those are the options table's.
     pub fn example() -> Self {
         ServerConfig {
-            binds: vec![BindAddr::Tcp(SocketAddr::from(([127, 0, 0, 1], 8000)))],
+            binds: vec![Bind {
+                protocol: Protocol::Http,
+                addr: BindAddr::Tcp(SocketAddr::from(([127, 0, 0, 1], 8000))),
+            }],
             threads: 1,
             keep_alive: Duration::from_secs(5),
             header_timeout: Duration::from_secs(10),
@@ -405,6 +479,25 @@ mod tests {
     }
 
     #[test]
+    fn parses_protocol_schemes() {
+        let bind = |s: &str| Bind::parse(s).unwrap();
+        assert_eq!(bind("uwsgi://127.0.0.1:3031").protocol, Protocol::Uwsgi);
+        assert_eq!(
+            bind("fcgi://unix:/run/a").addr,
+            BindAddr::Unix("/run/a".into())
+        );
+        assert_eq!(bind("fcgi://unix:/run/a").to_string(), "fcgi://unix:/run/a");
+        assert_eq!(
+            bind("uwsgi://[::1]:9").on_fd(4).to_string(),
+            "uwsgi://fd://4"
+        );
+        assert_eq!(bind("uwsgi://fd://4").addr, BindAddr::Fd(4));
+        assert_eq!(bind("127.0.0.1:80").protocol, Protocol::Http);
+        let err = Bind::parse("uwsgi://[::1").unwrap_err();
+        assert!(err.0.contains("\"uwsgi://[::1\""), "{err}");
+    }
+
+    #[test]
     fn rejects_malformed_binds() {
         for bad in [
             "",
@@ -414,11 +507,13 @@ mod tests {
             "unix:",
             "fd://x",
             "fd://-1",
-            "uwsgi://127.0.0.1:3031",
+            "http2://127.0.0.1:3031",
+            "uwsgi://",
+            "fcgi://nowhere:port",
             "::1:80",
             "a b:80",
         ] {
-            let err = BindAddr::parse(bad).expect_err(bad);
+            let err = Bind::parse(bad).expect_err(bad);
             assert!(err.0.contains("unix:PATH"), "{err} lists no forms");
         }
     }

@@ -52,6 +52,40 @@ impl RequestBody {
     }
 }
 
+/// CGI variables a front door hands to the environ as they are: a uwsgi or
+/// FastCGI proxy's vars (SCRIPT_NAME, PATH_INFO, SERVER_NAME, DOCUMENT_ROOT
+/// …), a TLS connection's facts (`SSL_CLIENT_S_DN`). Names and values are
+/// bytes (latin-1 in the environ, PEP 3333 "Unicode Issues").
+pub type Vars = Vec<(Bytes, Bytes)>;
+
+/// What a connection knows of itself, handed to the engine that serves it
+/// and copied into each of its requests.
+#[derive(Debug, Clone)]
+pub struct Connection {
+    /// The client; `None` on a unix socket. From a trusted proxy (PROXY
+    /// protocol), the client it names.
+    pub peer: Option<SocketAddr>,
+    /// The listener the connection arrived on.
+    pub local: Arc<LocalAddr>,
+    /// `https` on a TLS connection; `None`: the server's own
+    /// (`--url-scheme`).
+    pub scheme: Option<&'static str>,
+    /// Variables for the environ of each request (TLS facts), if any.
+    pub vars: Option<Arc<Vars>>,
+}
+
+impl Connection {
+    /// A plain connection from `peer` on `local`.
+    pub fn plain(peer: Option<SocketAddr>, local: Arc<LocalAddr>) -> Self {
+        Connection {
+            peer,
+            local,
+            scheme: None,
+            vars: None,
+        }
+    }
+}
+
 /// One request across the seam: the HTTP request with its body already
 /// buffered (the `http` crate's type, which hyper's HTTP/2 server uses too,
 /// so every engine hands over the same thing), and what the connection knows
@@ -70,9 +104,30 @@ pub struct Request {
     pub peer: Option<SocketAddr>,
     /// The listener the request arrived on.
     pub local: Arc<LocalAddr>,
-    /// `wsgi.url_scheme` when a trusted proxy said it (`http` or `https`);
-    /// `None`: the server's own.
+    /// `wsgi.url_scheme` when the connection (TLS) or a trusted proxy said
+    /// it (`http` or `https`); `None`: the server's own.
     pub scheme: Option<&'static str>,
+    /// Variables set in the environ last, over the ones made from the
+    /// request (a uwsgi or FastCGI proxy's vars, TLS facts).
+    pub vars: Option<Arc<Vars>>,
+}
+
+impl Request {
+    /// `http` as received on `conn`.
+    pub fn new(
+        http: http::Request<RequestBody>,
+        has_body_framing: bool,
+        conn: &Connection,
+    ) -> Self {
+        Request {
+            http,
+            has_body_framing,
+            peer: conn.peer,
+            local: conn.local.clone(),
+            scheme: conn.scheme,
+            vars: conn.vars.clone(),
+        }
+    }
 }
 
 /// The response head, and how its body will come.

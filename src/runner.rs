@@ -20,9 +20,8 @@ use tokio::sync::Notify;
 use tokio_util::task::TaskTracker;
 
 use crate::config::ServerConfig;
-use crate::exchange::LocalAddr;
 use crate::log::{self, Severity};
-use crate::server::listener::StdListener;
+use crate::server::listener::Listening;
 use crate::server::{self, ServerCtx};
 use crate::shutdown::{ShutdownSignal, ShutdownTrigger};
 use crate::wsgi::dispatch::Dispatcher;
@@ -48,7 +47,7 @@ pub struct RunArgs<'a> {
     /// The validated options.
     pub config: &'a Arc<ServerConfig>,
     /// The bound listening sockets.
-    pub listeners: &'a [(StdListener, LocalAddr)],
+    pub listeners: &'a [Listening],
     /// Statistics shared with the worker process's watchdog (`busy_seconds`).
     pub stats: &'a Arc<PoolStats>,
 }
@@ -101,7 +100,7 @@ pub fn run(
         let listeners = args
             .listeners
             .iter()
-            .map(|(l, local)| Ok((l.to_tokio()?, Arc::new(local.clone()))))
+            .map(|l| Ok((l.socket.to_tokio()?, Arc::new(l.local.clone()), l.protocol)))
             .collect::<std::io::Result<Vec<_>>>()?;
         let ctx = Arc::new(ServerCtx::new(config, Arc::new(dispatcher), signal.clone()));
         server::spawn(listeners, ctx, &tracker);

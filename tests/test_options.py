@@ -318,11 +318,16 @@ def test_gunicorn_config_file(start_server, tmp_path):
 
 
 def test_bind_with_an_unknown_scheme_lists_the_accepted_forms():
-    result = run_cli("options_app:app", "--bind", "uwsgi://127.0.0.1:3031")
+    result = run_cli("options_app:app", "--bind", "http2://127.0.0.1:3031")
     assert result.returncode == 2
     lines = [line for line in result.stderr.splitlines() if "unknown scheme" in line]
     assert len(lines) == 1, result.stderr
-    assert "--bind" in lines[0] and "unix:PATH" in lines[0] and "fd://N" in lines[0]
+    assert (
+        "--bind" in lines[0]
+        and "unix:PATH" in lines[0]
+        and "fd://N" in lines[0]
+        and "uwsgi://" in lines[0]
+    )
 
 
 def test_bind_with_a_bare_ipv6_address_suggests_brackets():
@@ -342,7 +347,7 @@ def test_bind_a_host_name(start_server, workers):
 
 
 def test_bind_from_the_environment_names_the_variable():
-    result = run_cli("options_app:app", env={"FERROWSGI_BIND": "uwsgi://127.0.0.1:3031"})
+    result = run_cli("options_app:app", env={"FERROWSGI_BIND": "h3://127.0.0.1:3031"})
     assert result.returncode == 2
     assert "unknown scheme" in result.stderr and "FERROWSGI_BIND" in result.stderr, result.stderr
 

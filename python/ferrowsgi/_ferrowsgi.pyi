@@ -109,7 +109,8 @@ def parse_bind(address: str) -> str:
 
     Forms: ``HOST:PORT`` (HOST an IP address, ``localhost`` or a host name, resolved
     now), ``[IPv6]:PORT``, ``:PORT`` (all IPv4 interfaces), ``HOST`` (port 8000),
-    ``unix:PATH`` and ``fd://N``. Raises ``ValueError`` saying why, with the forms.
+    ``unix:PATH`` and ``fd://N``, each optionally after ``uwsgi://`` or ``fcgi://``
+    (the protocol spoken there). Raises ``ValueError`` saying why, with the forms.
     """
 
 def check_trusted(entry: str) -> str:
@@ -117,10 +118,14 @@ def check_trusted(entry: str) -> str:
     ``--proxy-allow-from``): an IP address, a network (``10.0.0.0/8``), ``unix`` or
     ``*``. Returns it trimmed; raises ``ValueError`` naming the forms."""
 
-def bind_socket(address: str, backlog: int, reuse_port: bool) -> tuple[int, tuple[str, int] | str]:
+def bind_socket(
+    address: str, backlog: int, reuse_port: bool, unix_mode: int
+) -> tuple[int, tuple[str, int] | str, str]:
     """Bind (or, for ``fd://N``, check) one listening socket; return its fd, which the
-    caller owns (and, for ``unix:PATH``, the socket file to remove), and the address
-    it is bound to: ``(host, port)`` for TCP, the path for a unix socket.
+    caller owns (and, for ``unix:PATH``, the socket file to remove), the address it
+    is bound to (``(host, port)`` for TCP, the path for a unix socket) and the
+    ``--bind`` value a worker process serves the fd with (``fd://N``,
+    ``uwsgi://fd://N``, ``fcgi://fd://N``).
 
     ``backlog``: listen queue length; ``reuse_port``: set ``SO_REUSEPORT``;
     ``unix_mode``: permission bits of a unix socket file (``0o660``). Raises

@@ -28,13 +28,19 @@ __all__ = ["Listeners"]
 
 
 class Bound:
-    """One listening socket of the master: its fd, its kind ("tcp", "unix" or "fd")
-    and the address it is bound to (``(host, port)`` or a unix socket path)."""
+    """One listening socket of the master: its fd, its kind ("tcp", "unix" or "fd"),
+    the address it is bound to (``(host, port)`` or a unix socket path) and the
+    ``--bind`` value a worker serves it with (``fd://N``, ``uwsgi://fd://N``, ...)."""
 
-    __slots__ = ("address", "fd", "kind")
+    __slots__ = ("address", "fd", "handover", "kind")
 
-    def __init__(self, fd: int, kind: str, address: tuple[str, int] | str) -> None:
-        self.fd, self.kind, self.address = fd, kind, address
+    def __init__(self, fd: int, kind: str, address: tuple[str, int] | str, handover: str) -> None:
+        self.fd, self.kind, self.address, self.handover = fd, kind, address, handover
+
+    @property
+    def scheme(self) -> str:
+        """The protocol prefix of the bind (``""``, ``"uwsgi://"``, ``"fcgi://"``)."""
+        return self.handover[: self.handover.rindex("fd://")]
 
 
 class Listeners:
@@ -77,16 +83,17 @@ class Listeners:
             self.slots[slot] = [self._twin(b) for b in self.slots[0]]
         return self.slots[slot]
 
-    def hand_over(self, slot: int) -> list[int]:
-        """In a new worker: the fds of its slot, which Rust will own; the sockets
-        of other slots closed (in this process only)."""
+    def hand_over(self, slot: int) -> list[str]:
+        """In a new worker: the ``--bind`` values of its slot's sockets (``fd://N``,
+        ``uwsgi://fd://N``...), which Rust will own; the sockets of other slots
+        closed (in this process only)."""
         mine = self.for_slot(slot)
         for other, sockets in self.slots.items():
             if other != slot:
                 for b in sockets:
                     if all(b is not m for m in mine):
                         os.close(b.fd)
-        return [b.fd for b in mine]
+        return [b.handover for b in mine]
 
     def release(self, used: set[int]) -> None:
         """Close the sockets of slots no worker uses any more (slot 0 stays)."""
@@ -120,7 +127,7 @@ class Listeners:
             return base  # unix or inherited: shared by every slot
         host, port = base.address
         address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        return _listen(address, self.backlog, True, self.unix_mode)
+        return _listen(base.scheme + address, self.backlog, True, self.unix_mode)
 
 
 def systemd_fds() -> list[int]:
@@ -135,6 +142,7 @@ def systemd_fds() -> list[int]:
 
 def _listen(bind: str, backlog: int, reuse_port: bool, unix_mode: int) -> Bound:
     """One socket for a checked bind string."""
-    fd, address = _ferrowsgi.bind_socket(bind, backlog, reuse_port, unix_mode)
-    kind = "fd" if bind.startswith("fd://") else "unix" if bind.startswith("unix:") else "tcp"
-    return Bound(fd, kind, address)
+    fd, address, handover = _ferrowsgi.bind_socket(bind, backlog, reuse_port, unix_mode)
+    plain = bind.split("://", 1)[1] if bind.startswith(("uwsgi://", "fcgi://")) else bind
+    kind = "fd" if plain.startswith("fd://") else "unix" if plain.startswith("unix:") else "tcp"
+    return Bound(fd, kind, address, handover)

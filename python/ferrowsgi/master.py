@@ -243,7 +243,7 @@ class Master:
             os.close(fd)
         spec = worker.WorkerSpec(
             cfg=self.cfg,
-            fds=self.listeners.hand_over(slot),
+            binds=self.listeners.hand_over(slot),
             channel=write_end,
             master_pid=os.getppid(),
             multiprocess=self.target > 1,

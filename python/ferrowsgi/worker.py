@@ -56,26 +56,27 @@ TICK = 0.5  # seconds between two watchdog checks (heartbeat, limits, master ali
 class WorkerSpec:
     """What the master hands to a worker process it forks.
 
-    ``fds``: listening sockets, each passed to Rust as ``fd://N`` (Rust owns them);
+    ``binds``: listening sockets as ``--bind`` values for Rust, which owns them
+    (``fd://N``, ``uwsgi://fd://N``, ``fcgi://fd://N``);
     ``channel``: write end of the worker's pipe to the master; ``master_pid``: when
     ``getppid()`` differs, the master died; ``multiprocess``: more than one worker
     serves (``environ['wsgi.multiprocess']``); ``app``: the preloaded application,
     if any; ``sigmask``: the signal mask to restore once the handlers are set.
     """
 
-    __slots__ = ("app", "cfg", "channel", "fds", "master_pid", "multiprocess", "sigmask")
+    __slots__ = ("app", "binds", "cfg", "channel", "master_pid", "multiprocess", "sigmask")
 
     def __init__(
         self,
         cfg: Config,
-        fds: list[int],
+        binds: list[str],
         channel: int,
         master_pid: int,
         multiprocess: bool,
         app: Callable[..., Any] | None = None,
         sigmask: set[signal.Signals] | None = None,
     ) -> None:
-        self.cfg, self.fds, self.channel, self.master_pid = cfg, fds, channel, master_pid
+        self.cfg, self.binds, self.channel, self.master_pid = cfg, binds, channel, master_pid
         self.multiprocess, self.app, self.sigmask = multiprocess, app, sigmask or set()
 
 
@@ -120,7 +121,7 @@ def _serve(spec: WorkerSpec) -> int:
 
         jitter = random.randint(0, cfg.max_requests_jitter)
     settings = cfg.server_config(
-        bind=[f"fd://{fd}" for fd in spec.fds],
+        bind=spec.binds,
         multiprocess=spec.multiprocess,
         max_requests=cfg.max_requests + jitter if cfg.max_requests else 0,
     )

@@ -7,25 +7,27 @@
 use pyo3::prelude::*;
 
 use super::options::config_error;
-use crate::config::{BindAddr, TrustList};
-use crate::server::listener::{BindOptions, StdListener};
+use crate::config::{Bind, TrustList};
+use crate::server::listener::{BindOptions, Listening};
 
 /// Checks one `--bind` value and returns it in canonical form
-/// (`127.0.0.1:8000`, `[::1]:80`, `unix:/run/app.sock`, `fd://3`).
+/// (`127.0.0.1:8000`, `[::1]:80`, `unix:/run/app.sock`, `fd://3`,
+/// `uwsgi://127.0.0.1:3031`, `fcgi://unix:/run/app.sock`).
 ///
 /// # Errors
 /// `ValueError` saying why, with the accepted forms.
 #[pyfunction]
 pub fn parse_bind(address: &str) -> PyResult<String> {
-    BindAddr::parse(address)
+    Bind::parse(address)
         .map(|a| a.to_string())
         .map_err(config_error)
 }
 
 /// Binds (or, for `fd://N`, checks) one listening socket and returns its file
 /// descriptor, which the caller owns (and, for `unix:PATH`, the socket file),
-/// with the address it is bound to: `(host, port)` for TCP, the path for a
-/// unix socket (as `Server.addresses` gives them).
+/// the address it is bound to (`(host, port)` for TCP, the path for a unix
+/// socket, as `Server.addresses` gives them), and the `--bind` value a
+/// worker process serves it with (`fd://N`, `uwsgi://fd://N`, …).
 ///
 /// `backlog`: the `listen()` queue length; `reuse_port`: `SO_REUSEPORT`;
 /// `unix_mode`: permission bits of a unix socket file (e.g. `0o660`).
@@ -40,21 +42,22 @@ pub fn bind_socket(
     backlog: i32,
     reuse_port: bool,
     unix_mode: u32,
-) -> PyResult<(i32, Py<PyAny>)> {
-    let addr = BindAddr::parse(address).map_err(config_error)?;
+) -> PyResult<(i32, Py<PyAny>, String)> {
+    let bind = Bind::parse(address).map_err(config_error)?;
     let options = BindOptions {
         backlog,
         reuse_port,
         unix_mode,
     };
-    let listener = StdListener::bind(&addr, &options).map_err(|e| bind_error(&addr, &e))?;
-    let local = super::local_address(py, &listener.local_addr()?)?;
-    Ok((listener.into_raw_fd(), local))
+    let listening = Listening::bind(&bind, &options).map_err(|e| bind_error(&bind, &e))?;
+    let local = super::local_address(py, &listening.local)?;
+    let fd = listening.socket.into_raw_fd();
+    Ok((fd, local, bind.on_fd(fd).to_string()))
 }
 
 /// `OSError(errno, strerror, address)` for a failed bind.
-pub fn bind_error(addr: &BindAddr, e: &std::io::Error) -> PyErr {
-    super::os_error(e, &addr.to_string())
+pub fn bind_error(bind: &Bind, e: &std::io::Error) -> PyErr {
+    super::os_error(e, &bind.to_string())
 }
 
 /// Checks one entry of a trusted-peers option (`--forwarded-allow-ips`,

@@ -23,7 +23,7 @@ use crate::config::ServerConfig;
 use crate::exchange::LocalAddr;
 use crate::log::{self, Severity};
 use crate::runner::{self, RunArgs};
-use crate::server::listener::{BindOptions, StdListener};
+use crate::server::listener::{BindOptions, Listening};
 use crate::shutdown::{self, ShutdownSignal, ShutdownTrigger};
 use crate::wsgi::pool::PoolStats;
 
@@ -41,7 +41,7 @@ pub struct Server {
     /// The application; `set_app` replaces it for the next run.
     app: Mutex<Py<PyAny>>,
     config: Arc<ServerConfig>,
-    listeners: Vec<(StdListener, LocalAddr)>,
+    listeners: Vec<Listening>,
     stats: Arc<PoolStats>,
     state: Mutex<RunState>,
     stopped: Condvar,
@@ -65,12 +65,7 @@ impl Server {
         let listeners = config
             .binds
             .iter()
-            .map(|addr| {
-                let listener =
-                    StdListener::bind(addr, &options).map_err(|e| address::bind_error(addr, &e))?;
-                let local = listener.local_addr()?;
-                Ok((listener, local))
-            })
+            .map(|bind| Listening::bind(bind, &options).map_err(|e| address::bind_error(bind, &e)))
             .collect::<PyResult<Vec<_>>>()?;
         Ok(Server {
             app: Mutex::new(app.unbind()),
@@ -85,8 +80,8 @@ impl Server {
     #[getter]
     fn addresses<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
         let list = PyList::empty(py);
-        for (_, local) in &self.listeners {
-            list.append(local_address(py, local)?)?;
+        for listening in &self.listeners {
+            list.append(local_address(py, &listening.local)?)?;
         }
         Ok(list)
     }
@@ -101,7 +96,7 @@ impl Server {
 
     /// The file descriptor of the first listening socket (still owned here).
     fn fileno(&self) -> i32 {
-        self.listeners.first().map_or(-1, |(l, _)| l.as_raw_fd())
+        self.listeners.first().map_or(-1, |l| l.socket.as_raw_fd())
     }
 
     /// Requests handed to the application since the server was made.

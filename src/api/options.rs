@@ -9,7 +9,7 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
-use crate::config::{seconds, BindAddr, ConfigError, ServerConfig, TrustList, KEYS};
+use crate::config::{seconds, Bind, ConfigError, ServerConfig, TrustList, KEYS};
 use crate::protocols::http1::Limits;
 
 /// Builds the configuration from the options dict.
@@ -40,7 +40,7 @@ pub fn parse(dict: &Bound<'_, PyDict>) -> PyResult<ServerConfig> {
     let config = ServerConfig {
         binds: binds
             .iter()
-            .map(|b| BindAddr::parse(b))
+            .map(|b| Bind::parse(b))
             .collect::<Result<_, _>>()
             .map_err(config_error)?,
         backlog: get("backlog")?.extract()?,

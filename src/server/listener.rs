@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 
-use crate::config::BindAddr;
+use crate::config::{Bind, BindAddr};
 use crate::exchange::LocalAddr;
 
 /// How listening sockets are bound.
@@ -29,6 +29,34 @@ pub struct BindOptions {
     /// Permission bits of a unix socket file we create (`--unix-socket-mode`):
     /// who may connect.
     pub unix_mode: u32,
+}
+
+/// One `--bind`: its socket, bound before any runtime exists, the address it
+/// is bound to and the protocol spoken there.
+#[derive(Debug)]
+pub struct Listening {
+    /// The socket.
+    pub socket: StdListener,
+    /// Where it is bound.
+    pub local: LocalAddr,
+    /// What it speaks.
+    pub protocol: crate::config::Protocol,
+}
+
+impl Listening {
+    /// Binds (or adopts, for `fd://N`) the socket of `bind`.
+    ///
+    /// # Errors
+    /// As [`StdListener::bind`]; the OS error of `getsockname`.
+    pub fn bind(bind: &Bind, options: &BindOptions) -> io::Result<Self> {
+        let socket = StdListener::bind(&bind.addr, options)?;
+        let local = socket.local_addr()?;
+        Ok(Listening {
+            socket,
+            local,
+            protocol: bind.protocol,
+        })
+    }
 }
 
 /// A bound, listening socket not yet attached to a runtime.

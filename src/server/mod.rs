@@ -1,5 +1,5 @@
 //! The server side: listeners and the accept loop; each accepted connection
-//! is served by a protocol engine (`protocols::http1`).
+//! is served by the protocol engine of its listener (`protocols`).
 //!
 //! Nothing here touches Python. Requests leave through the engine to
 //! `exchange::Dispatch` (implemented by `wsgi::dispatch`); the shutdown
@@ -16,17 +16,20 @@ use std::time::Duration;
 use tokio::sync::Semaphore;
 use tokio_util::task::TaskTracker;
 
-use crate::config::{ServerConfig, TrustList};
-use crate::exchange::{Dispatch, LocalAddr};
+use tokio::io::AsyncRead;
+
+use crate::config::{Protocol, ServerConfig, TrustList};
+use crate::exchange::{Connection, Dispatch, LocalAddr};
 use crate::middleware::forwarded::Forwarded;
-use crate::protocols::http1::{self, conn::Shared, Settings};
+use crate::protocols::http1::conn::Transport;
+use crate::protocols::{self, http1, Settings, Shared};
 use crate::server::listener::{Accepted, Listener};
 use crate::shutdown::ShutdownSignal;
 
 /// What every connection of one server run shares.
 pub struct ServerCtx {
-    /// What the HTTP/1.1 engine needs: settings, dispatch, the stop signal.
-    pub http1: Arc<Shared>,
+    /// What every engine needs: settings, dispatch, the stop signal.
+    pub shared: Arc<Shared>,
     /// One permit per open connection (`max_connections`): beyond it, new
     /// connections wait in the listen backlog.
     pub connections: Arc<Semaphore>,
@@ -63,7 +66,7 @@ impl ServerCtx {
                 .min(config.graceful_timeout),
         };
         ServerCtx {
-            http1: Arc::new(Shared {
+            shared: Arc::new(Shared {
                 settings: Arc::new(settings),
                 dispatch,
                 shutdown,
@@ -109,23 +112,47 @@ impl ServerCtx {
 
 /// Spawns one accept loop per listener on `tracker`; they return on shutdown.
 pub fn spawn(
-    listeners: Vec<(Listener, Arc<LocalAddr>)>,
+    listeners: Vec<(Listener, Arc<LocalAddr>, Protocol)>,
     ctx: Arc<ServerCtx>,
     tracker: &TaskTracker,
 ) {
-    for (listener, local) in listeners {
-        let task = accept_loop(listener, local, ctx.clone(), tracker.clone());
+    for (listener, local, protocol) in listeners {
+        let task = accept_loop(listener, local, protocol, ctx.clone(), tracker.clone());
         tracker.spawn(task);
+    }
+}
+
+/// Serves one connection with the engine of `protocol`, after the PROXY
+/// header when one is expected.
+async fn serve<S>(
+    mut stream: S,
+    peer: Option<SocketAddr>,
+    local: Arc<LocalAddr>,
+    protocol: Protocol,
+    ctx: Arc<ServerCtx>,
+) where
+    S: Transport + AsyncRead + std::os::fd::AsRawFd + proxy::Readable,
+{
+    let Some(peer) = ctx.proxy_header(&mut stream, peer).await else {
+        return;
+    };
+    let conn = Connection::plain(peer, local);
+    let shared = ctx.shared.clone();
+    match protocol {
+        Protocol::Http => http1::conn::serve(stream, conn, shared).await,
+        Protocol::Uwsgi => protocols::uwsgi::serve(stream, conn, shared).await,
+        Protocol::FastCgi => protocols::fastcgi::serve(stream, conn, shared).await,
     }
 }
 
 async fn accept_loop(
     listener: Listener,
     local: Arc<LocalAddr>,
+    protocol: Protocol,
     ctx: Arc<ServerCtx>,
     tracker: TaskTracker,
 ) {
-    let mut shutdown = ctx.http1.shutdown.clone();
+    let mut shutdown = ctx.shared.shutdown.clone();
     loop {
         // biased: once stopping, never accept again, even if connections
         // are waiting (the I/O thread may have been busy in the application).
@@ -142,19 +169,15 @@ async fn accept_loop(
         };
         let (ctx, local) = (ctx.clone(), local.clone());
         match accepted {
-            Ok(Accepted::Tcp(mut stream, peer)) => {
+            Ok(Accepted::Tcp(stream, peer)) => {
                 tracker.spawn(async move {
-                    if let Some(peer) = ctx.proxy_header(&mut stream, Some(peer)).await {
-                        http1::conn::serve(stream, peer, local, ctx.http1.clone()).await;
-                    }
+                    serve(stream, Some(peer), local, protocol, ctx).await;
                     drop(permit)
                 });
             }
-            Ok(Accepted::Unix(mut stream)) => {
+            Ok(Accepted::Unix(stream)) => {
                 tracker.spawn(async move {
-                    if let Some(peer) = ctx.proxy_header(&mut stream, None).await {
-                        http1::conn::serve(stream, peer, local, ctx.http1.clone()).await;
-                    }
+                    serve(stream, None, local, protocol, ctx).await;
                     drop(permit)
                 });
             }

@@ -12,6 +12,8 @@
 //!   repeated headers are joined with `,`; a header whose name contains `_`
 //!   is dropped, so `X_Forwarded_For` cannot pose as `X-Forwarded-For`.
 //! - Nothing from the process environment is copied in.
+//! - Variables the front door hands over as they are (`Request::vars`: a
+//!   uwsgi or FastCGI proxy's, a TLS connection's) are set last.
 //!
 //! Speed: the constant entries, and a slot for each key set on every request,
 //! live in a template dict that is copied per request; constant keys are
@@ -127,6 +129,11 @@ impl EnvironTemplate {
         env.set_item(intern!(py, "SERVER_PROTOCOL"), protocol(py, http.version()))?;
         self.set_addresses(py, &env, &request)?;
         self.set_headers(py, &env, &request)?;
+        if let Some(vars) = &request.vars {
+            for (name, value) in vars.iter() {
+                env.set_item(latin1(py, name), latin1(py, value))?;
+            }
+        }
         env.set_item(
             intern!(py, "wsgi.input"),
             Bound::new(py, Input::new(request.http.into_body()))?,
@@ -342,6 +349,7 @@ fn protocol(py: Python<'_>, version: Version) -> Bound<'_, PyString> {
     match version {
         Version::HTTP_10 => intern!(py, "HTTP/1.0").clone(),
         Version::HTTP_09 => intern!(py, "HTTP/0.9").clone(),
+        Version::HTTP_2 => intern!(py, "HTTP/2").clone(),
         _ => intern!(py, "HTTP/1.1").clone(),
     }
 }

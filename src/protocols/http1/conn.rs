@@ -39,11 +39,12 @@ use super::encode::{self, BodyFraming, Shape};
 use super::head::{Framing, Head};
 use super::reader::{Event, Reader};
 use super::state::{self, ConnState, State};
-use super::{reject, Rejection, Settings};
-use crate::exchange::{self, BodySource, Chunk, Dispatch, Job, LocalAddr, RequestBody};
+use super::{reject, Rejection};
+use crate::exchange::{self, BodySource, Chunk, Connection, Job, RequestBody};
 use crate::exchange::{ResponseHeaders, ResponseStart};
 use crate::log::{self, AccessRecord};
 use crate::protocols::body::{BodyError, BodyLimits, BodySink};
+use crate::protocols::{Settings, Shared};
 use crate::shutdown::ShutdownSignal;
 
 /// A stream socket the engine can wait on without holding a buffer (and
@@ -84,31 +85,18 @@ const WRITE_IN_PLACE: usize = 16 * 1024;
 const LINGER: Duration = Duration::from_secs(1);
 const LINGER_BYTES: usize = 1 << 20;
 
-/// What the shared parts of a server hand every connection (behind one
-/// `Arc`).
-pub struct Shared {
-    /// The engine's settings.
-    pub settings: Arc<Settings>,
-    /// Where complete requests go.
-    pub dispatch: Arc<dyn Dispatch>,
-    /// The graceful-stop signal.
-    pub shutdown: ShutdownSignal,
-}
-
 /// Serves one accepted connection until it closes.
 ///
 /// Every byte of an idle connection's future counts (c10k): large states
 /// are boxed, and nothing is kept twice.
 pub fn serve<S: Transport>(
     io: S,
-    peer: Option<SocketAddr>,
-    local: Arc<LocalAddr>,
+    conn: Connection,
     shared: Arc<Shared>,
 ) -> impl Future<Output = ()> + Send {
     let mut core = Core {
         io,
-        peer,
-        local,
+        conn,
         shared,
         state: ConnState::new(),
     };
@@ -181,8 +169,7 @@ enum Fill {
 /// What an idle connection keeps: its socket, who it is, its timers.
 struct Core<S> {
     io: S,
-    peer: Option<SocketAddr>,
-    local: Arc<LocalAddr>,
+    conn: Connection,
     shared: Arc<Shared>,
     state: ConnState,
 }
@@ -208,8 +195,7 @@ impl<S: Transport> Core<S> {
 /// An active connection: the `Core` and what handling bytes needs.
 struct Conn<S> {
     io: S,
-    peer: Option<SocketAddr>,
-    local: Arc<LocalAddr>,
+    conn: Connection,
     shared: Arc<Shared>,
     reader: Reader,
     /// Bytes read and not yet consumed; no capacity while idle.
@@ -234,8 +220,7 @@ impl<S: Transport> Conn<S> {
         Conn {
             reader: Reader::new(settings.limits, settings.body_buffer_size),
             io: core.io,
-            peer: core.peer,
-            local: core.local,
+            conn: core.conn,
             shared: core.shared,
             buf: BytesMut::new(),
             out: Vec::new(),
@@ -247,8 +232,7 @@ impl<S: Transport> Conn<S> {
     fn park(self) -> Core<S> {
         Core {
             io: self.io,
-            peer: self.peer,
-            local: self.local,
+            conn: self.conn,
             shared: self.shared,
             state: self.state,
         }
@@ -330,7 +314,7 @@ impl<S: Transport> Conn<S> {
             keep_alive: head.keep_alive
                 && !self.shared.settings.keep_alive.is_zero()
                 && head.method != Method::CONNECT,
-            access: log::access_enabled().then(|| access_record(&head, self.peer)),
+            access: log::access_enabled().then(|| access_record(&head, self.conn.peer)),
         };
         self.state.on(state::Event::Dispatched);
         let started = StdInstant::now();
@@ -406,13 +390,7 @@ impl<S: Transport> Conn<S> {
         *http.uri_mut() = head.uri;
         *http.version_mut() = head.version;
         *http.headers_mut() = head.headers;
-        let request = exchange::Request {
-            http,
-            has_body_framing,
-            peer: self.peer,
-            local: self.local.clone(),
-            scheme: None,
-        };
+        let request = exchange::Request::new(http, has_body_framing, &self.conn);
         let (reply, mut answer) = oneshot::channel();
         if self
             .shared
@@ -631,7 +609,7 @@ impl<S: Transport> Conn<S> {
             End::Reject(rejection) => {
                 tracing::debug!(
                     "{}: refused a request: {} {}",
-                    peer_name(self.peer),
+                    peer_name(self.conn.peer),
                     rejection.status,
                     rejection.reason
                 );
@@ -810,7 +788,7 @@ mod tests {
                 shutdown,
             });
             let local = Arc::new(LocalAddr::Tcp(addr));
-            let future = serve(stream, None, local, shared);
+            let future = serve(stream, Connection::plain(None, local), shared);
             let size = std::mem::size_of_val(&future);
             assert!(size <= 512, "the connection future grew to {size} bytes");
         });

@@ -29,8 +29,6 @@ pub mod state;
 #[cfg(test)]
 mod tests;
 
-use std::time::Duration;
-
 /// Limits on a request head, bytes and counts (gunicorn's names and
 /// defaults: `--limit-request-line`, `--limit-request-fields`,
 /// `--limit-request-field-size`).
@@ -74,25 +72,4 @@ pub struct Rejection {
 /// A [`Rejection`] with `status` and `reason`.
 pub const fn reject(status: u16, reason: &'static str) -> Rejection {
     Rejection { status, reason }
-}
-
-/// Everything the engine needs from the server's options, copied once.
-#[derive(Debug, Clone)]
-pub struct Settings {
-    /// Request-head limits.
-    pub limits: Limits,
-    /// Idle time after which a keep-alive connection is closed; zero turns
-    /// keep-alive off.
-    pub keep_alive: Duration,
-    /// Time to receive a whole request head, from its first byte (then 408).
-    pub header_timeout: Duration,
-    /// Longest wait for the next bytes of a request body (then 408).
-    pub body_timeout: Duration,
-    /// Largest request body accepted, bytes (then 413).
-    pub max_body_size: u64,
-    /// Request bodies up to this size stay in memory, bytes.
-    pub body_buffer_size: usize,
-    /// On a graceful stop, how long an idle keep-alive connection stays
-    /// open for one more request (served with `Connection: close`).
-    pub drain: Duration,
 }
