@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use ferrowsgi::config::{BindAddr, ServerConfig};
-use ferrowsgi::exchange::LocalAddr;
+use ferrowsgi::exchange::{Connection, LocalAddr};
 use ferrowsgi::exchange::{Job, Request, RequestBody, ResponseStart};
 use ferrowsgi::wsgi::environ::{latin1, EnvironTemplate};
 use ferrowsgi::wsgi::Gateway;
@@ -77,13 +77,12 @@ fn request() -> Request {
     *http.uri_mut() = Uri::from_static("/hello/world?name=ferrowsgi&x=1");
     *http.version_mut() = Version::HTTP_11;
     *http.headers_mut() = header_map();
-    Request {
+    let peer = Some(SocketAddr::from(([127, 0, 0, 1], 54321)));
+    Request::new(
         http,
-        has_body_framing: false,
-        peer: Some(SocketAddr::from(([127, 0, 0, 1], 54321))),
-        local: Arc::new(LocalAddr::Tcp(addr)),
-        scheme: None,
-    }
+        false,
+        &Connection::plain(peer, Arc::new(LocalAddr::Tcp(addr))),
+    )
 }
 
 fn bench_pure_rust(c: &mut Criterion) {

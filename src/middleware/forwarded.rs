@@ -187,7 +187,7 @@ fn scheme(text: &str) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::exchange::{LocalAddr, RequestBody};
+    use crate::exchange::{Connection, LocalAddr, RequestBody};
 
     fn request(peer: &str, fields: &[(&str, &str)]) -> Request {
         let mut http = http::Request::new(RequestBody::Empty);
@@ -197,13 +197,12 @@ mod tests {
                 value.parse().unwrap(),
             );
         }
-        Request {
+        let local = Arc::new(LocalAddr::Tcp("127.0.0.1:8000".parse().unwrap()));
+        Request::new(
             http,
-            has_body_framing: false,
-            peer: Some(peer.parse().unwrap()),
-            local: Arc::new(LocalAddr::Tcp("127.0.0.1:8000".parse().unwrap())),
-            scheme: None,
-        }
+            false,
+            &Connection::plain(Some(peer.parse().unwrap()), local),
+        )
     }
 
     fn local_proxy() -> TrustList {

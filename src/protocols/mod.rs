@@ -3,10 +3,14 @@
 //! unit-tested and fuzzed on their own.
 //!
 //! - [`http1`]: our HTTP/1.1 engine.
+//! - [`uwsgi`], [`fastcgi`]: the protocols nginx and Apache speak to an
+//!   application server; [`cgi`] turns the variables both send into a
+//!   request.
 //! - [`body`]: request-body buffering shared by every engine (memory, then
 //!   a temporary file, refused beyond the limit).
 
 pub mod body;
+pub mod cgi;
 pub mod fastcgi;
 pub mod http1;
 pub mod uwsgi;

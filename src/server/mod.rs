@@ -37,6 +37,9 @@ pub struct ServerCtx {
     pub proxy_allow_from: Option<TrustList>,
     /// Time to receive a PROXY header (the header timeout).
     pub header_timeout: Duration,
+    /// Peers allowed on uwsgi and FastCGI listeners (`--proxy-allow-from`):
+    /// the variables they send are trusted input.
+    pub gateway_peers: TrustList,
 }
 
 /// The least time an idle connection gets, on a graceful stop, to send a
@@ -76,6 +79,7 @@ impl ServerCtx {
                 .proxy_protocol
                 .then(|| config.proxy_allow_from.clone()),
             header_timeout: config.header_timeout,
+            gateway_peers: config.proxy_allow_from.clone(),
         }
     }
 }
@@ -136,6 +140,14 @@ async fn serve<S>(
     let Some(peer) = ctx.proxy_header(&mut stream, peer).await else {
         return;
     };
+    if protocol != Protocol::Http && !ctx.gateway_peers.allows(peer.map(|p| p.ip())) {
+        tracing::warn!(
+            "{}: connection from {} refused: not in --proxy-allow-from",
+            protocol.prefix().trim_end_matches("://"),
+            peer.map_or_else(|| "a unix socket".to_owned(), |p| p.to_string())
+        );
+        return;
+    }
     let conn = Connection::plain(peer, local);
     let shared = ctx.shared.clone();
     match protocol {

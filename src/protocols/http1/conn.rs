@@ -750,6 +750,7 @@ fn access_record(head: &Head, peer: Option<SocketAddr>) -> AccessRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::exchange::{Dispatch, LocalAddr};
 
     struct Nowhere;
     impl Dispatch for Nowhere {
