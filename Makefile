@@ -19,12 +19,16 @@ deps:                    ## everything the tests need (Python packages, Rust com
 	$(PIP) install --quiet "maturin>=1.9.4,<2" pytest pytest-timeout httpx flask django ruff \
 		auditwheel
 	rustup component add rustfmt clippy >/dev/null 2>&1 || true
-	command -v ss >/dev/null || { command -v apt-get >/dev/null && \
-		(apt-get update -qq && apt-get install -y -qq iproute2 >/dev/null); } || true
-	command -v nginx >/dev/null || test -x /usr/sbin/nginx || { command -v apt-get >/dev/null && \
-		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
-		 apt-get install -y -qq --no-install-recommends nginx >/dev/null 2>&1); } || \
-		echo "make deps: could not install nginx; tests/test_nginx.py will be skipped" >&2
+	@missing=""; \
+	for tool in ss:iproute2 nginx:nginx curl:curl h2load:nghttp2-client openssl:openssl; do \
+		command -v $${tool%%:*} >/dev/null || test -x /usr/sbin/$${tool%%:*} || missing="$$missing $${tool#*:}"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "make deps: installing$$missing"; \
+		{ command -v apt-get >/dev/null && apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+		  apt-get install -y -qq --no-install-recommends $$missing >/dev/null 2>&1; } || \
+		echo "make deps: could not install$$missing; the tests that need them fail" >&2; \
+	fi
 
 lint:                    ## formatting and lints, Rust and Python
 	cargo fmt --check
