@@ -1,18 +1,472 @@
-//! The uwsgi protocol engine (nginx's `uwsgi_pass`).
+//! The uwsgi protocol engine: nginx's `uwsgi_pass` (and Apache's
+//! `mod_proxy_uwsgi`), one request per connection.
 //!
-//! Not written yet: a connection is closed at once.
+//! - `packet.rs`: the request packet's header and vars block, sans I/O.
+//! - here: the connection driver. It reads the packet, buffers the body
+//!   (`protocols::body`), turns the vars into the seam's request
+//!   (`protocols::cgi`), hands it to the gateway and writes the answer.
+//!
+//! Rules kept here (the uwsgi protocol as uWSGI speaks it to nginx):
+//! - Request: the packet (see `packet`), then exactly CONTENT_LENGTH body
+//!   bytes. A packet that cannot be served (another modifier1, a truncated
+//!   or malformed vars block, vars over `--limit-request-*`) closes the
+//!   connection with a debug log line: there is no request to answer yet.
+//!   Once the vars are read the request is known, and what is wrong with it
+//!   is answered as HTTP: 400 (vars that describe no request), 413 (body
+//!   over `--max-body-size`), 408 (body not arriving within
+//!   `--body-timeout`).
+//! - Timeouts: `--header-timeout` for the whole packet from the accept,
+//!   `--body-timeout` between body reads.
+//! - Response: `HTTP/1.1 <status> <reason>`, the fields (Date added as the
+//!   HTTP/1.1 engine does; Server comes from `start_response`), a blank
+//!   line, the body. Never chunked: a body of unknown length ends when the
+//!   connection closes, which is how nginx's uwsgi module reads it.
+//! - The connection closes after the response. A streamed body goes out as
+//!   the application makes it, one chunk written before the next is taken
+//!   (backpressure). `Chunk::Abort` resets the connection (nginx then knows
+//!   the body is incomplete, even without a Content-Length). A proxy that
+//!   closes its end while a streamed body is produced drops the stream, so
+//!   the gateway calls `close()` once.
+//! - Graceful stop: a connection that has sent bytes is served; one that
+//!   has sent none gets `drain` to start, then is closed.
 
+mod packet;
+
+use std::future::poll_fn;
+use std::io::{self, IoSlice};
+use std::net::SocketAddr;
+use std::os::fd::AsFd;
 use std::sync::Arc;
+use std::time::{Duration, Instant as StdInstant, SystemTime};
 
-use tokio::io::{AsyncRead, AsyncWrite};
+use bytes::BytesMut;
+use http::header::{REFERER, USER_AGENT};
+use http::{Method, StatusCode};
+use tokio::io::AsyncWriteExt;
+use tokio::sync::mpsc::error::TryRecvError;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
 
-use crate::exchange::Connection;
+use crate::exchange::{self, BodySource, Chunk, Connection, Job, RequestBody, ResponseStart};
+use crate::log::{self, AccessRecord};
+use crate::protocols::body::{BodyError, BodyLimits, BodySink};
+use crate::protocols::cgi::{BadVars, CgiVars};
+use crate::protocols::http1::buffers::{self, READ_CHUNK};
+use crate::protocols::http1::conn::{linger, Transport};
+use crate::protocols::http1::encode::{self, BodyFraming, Shape};
 use crate::protocols::Shared;
 
-/// Serves one connection until it closes.
+use packet::PacketLimits;
+
+/// Vars a proxy sends besides the `HTTP_*` ones (nginx's `uwsgi_params`
+/// has 15): allowed on top of `--limit-request-fields`.
+const CGI_VARS: usize = 64;
+
+/// Serves one connection: one request, then it closes.
 pub async fn serve<S>(io: S, conn: Connection, shared: Arc<Shared>)
 where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: Transport + AsFd,
 {
-    drop((io, conn, shared));
+    let mut conn = Conn {
+        io,
+        conn,
+        shared,
+        buf: BytesMut::new(),
+    };
+    let end = match conn.exchange().await {
+        Ok(()) => End::Done,
+        Err(end) => end,
+    };
+    conn.finish(end).await;
+}
+
+/// How a connection ends.
+enum End {
+    /// The response was written: close.
+    Done,
+    /// No request to answer (malformed packet, truncated, timed out):
+    /// close, and log why at debug level.
+    Drop(String),
+    /// Answer with this status, then close.
+    Reject(StatusCode, &'static str),
+    /// The body was aborted: reset the connection so the proxy sees it.
+    Abort,
+    /// The proxy went away.
+    Gone,
+}
+
+/// What waiting for bytes came to.
+enum Fill {
+    Read,
+    Eof,
+    TimedOut,
+}
+
+/// One connection while it is served.
+struct Conn<S> {
+    io: S,
+    conn: Connection,
+    shared: Arc<Shared>,
+    /// Bytes read and not yet consumed.
+    buf: BytesMut,
+}
+
+impl<S: Transport + AsFd> Conn<S> {
+    /// Reads the request, runs it, writes the answer.
+    async fn exchange(&mut self) -> Result<(), End> {
+        let vars = self.read_vars().await?;
+        let settings = &self.shared.settings;
+        let length = vars.content_length().map_err(bad_vars)?.unwrap_or(0);
+        if length > settings.max_body_size {
+            return Err(End::Reject(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "request body too large",
+            ));
+        }
+        let body = self.read_body(length).await?;
+        let request = vars.into_request(body, &self.conn).map_err(bad_vars)?;
+        let head_request = request.http.method() == Method::HEAD;
+        let mut access = log::access_enabled().then(|| access_record(&request));
+        let started = StdInstant::now();
+        let start = self.call(request).await;
+        let status = start.status;
+        let sent = self.respond(start, head_request).await;
+        if let Some(record) = access.as_mut() {
+            record.status = status.as_u16();
+            record.bytes = sent.as_ref().map_or(0, |s| s.bytes);
+            record.duration = started.elapsed();
+            log::access(record);
+        }
+        match sent {
+            Ok(Sent { aborted: false, .. }) => Ok(()),
+            Ok(Sent { aborted: true, .. }) => Err(End::Abort),
+            Err(_) => Err(End::Gone),
+        }
+    }
+
+    /// Reads the packet header and vars, within `--header-timeout` (or the
+    /// drain, on a graceful stop before the first byte).
+    async fn read_vars(&mut self) -> Result<CgiVars, End> {
+        let s = &self.shared.settings;
+        let limits = PacketLimits {
+            max_size: s.limits.max_head(),
+            max_vars: s.limits.max_fields + CGI_VARS,
+        };
+        let drain = s.drain;
+        let mut deadline = Instant::now() + s.header_timeout;
+        let stop = self.shared.shutdown.stopped();
+        tokio::pin!(stop);
+        let mut stopping = false;
+        loop {
+            match packet::take_vars(&mut self.buf, &limits) {
+                Ok(Some(vars)) => return Ok(vars),
+                Ok(None) => {}
+                Err(malformed) => return Err(End::Drop(malformed.to_string())),
+            }
+            if !stopping && self.buf.is_empty() && self.shared.shutdown.is_triggered() {
+                stopping = true;
+                deadline = deadline.min(Instant::now() + drain);
+            }
+            let want = match packet::datasize(&self.buf, &limits) {
+                Ok(Some(size)) => packet::HEADER_LEN + size,
+                _ => packet::HEADER_LEN,
+            };
+            let fill = tokio::select! {
+                fill = self.fill(deadline, want) => fill,
+                () = &mut stop, if !stopping => continue,
+            };
+            match fill {
+                Fill::Read => {}
+                Fill::Eof if self.buf.is_empty() => return Err(End::Gone),
+                Fill::Eof => return Err(End::Drop("the packet was cut short".into())),
+                Fill::TimedOut => {
+                    return Err(End::Drop("the packet was not received in time".into()))
+                }
+            }
+        }
+    }
+
+    /// Buffers a body of `length` bytes (memory, then a temporary file).
+    async fn read_body(&mut self, length: u64) -> Result<RequestBody, End> {
+        let s = &self.shared.settings;
+        let limits = BodyLimits {
+            max_size: s.max_body_size,
+            memory: s.body_buffer_size,
+        };
+        let (timeout, memory) = (s.body_timeout, s.body_buffer_size);
+        let mut sink = BodySink::new(limits, Some(length));
+        let mut left = length;
+        loop {
+            if !self.buf.is_empty() && left > 0 {
+                let n = self
+                    .buf
+                    .len()
+                    .min(usize::try_from(left).unwrap_or(usize::MAX));
+                sink.push(self.buf.split_to(n).freeze())
+                    .map_err(body_error)?;
+                left -= n as u64;
+            }
+            if left == 0 {
+                return sink.finish().map_err(|e| body_error(BodyError::Spill(e)));
+            }
+            // Room for the rest of a body that stays in memory, in one piece.
+            let want = usize::try_from(left).unwrap_or(usize::MAX).min(memory);
+            match self.fill(Instant::now() + timeout, want).await {
+                Fill::Read => {}
+                Fill::Eof => return Err(End::Drop("the body was cut short".into())),
+                Fill::TimedOut => {
+                    return Err(End::Reject(
+                        StatusCode::REQUEST_TIMEOUT,
+                        "request body timed out",
+                    ))
+                }
+            }
+        }
+    }
+
+    /// Waits (until `deadline`) for bytes and reads them, with room for
+    /// `want` bytes in the buffer.
+    async fn fill(&mut self, deadline: Instant, want: usize) -> Fill {
+        loop {
+            self.make_room(want);
+            let ready = poll_fn(|cx| self.io.poll_read_ready(cx));
+            match tokio::time::timeout_at(deadline, ready).await {
+                Err(_) => return Fill::TimedOut,
+                Ok(Err(_)) => return Fill::Eof,
+                Ok(Ok(())) => {}
+            }
+            match self.io.try_read_buf(&mut self.buf) {
+                Ok(0) => return Fill::Eof,
+                Ok(_) => return Fill::Read,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(_) => return Fill::Eof,
+            }
+        }
+    }
+
+    /// Makes room for `want` bytes in all (at least `READ_CHUNK` free).
+    fn make_room(&mut self, want: usize) {
+        if self.buf.capacity() == 0 {
+            self.buf = buffers::take();
+        }
+        let len = self.buf.len();
+        if self.buf.capacity() - len < 1024 || self.buf.capacity() < want {
+            self.buf.reserve(want.saturating_sub(len).max(READ_CHUNK));
+        }
+    }
+
+    /// Hands the request to the gateway and waits for the response head.
+    async fn call(&self, request: exchange::Request) -> ResponseStart {
+        let (reply, answer) = oneshot::channel();
+        if self
+            .shared
+            .dispatch
+            .dispatch(Job { request, reply })
+            .is_err()
+        {
+            return ResponseStart::plain(StatusCode::SERVICE_UNAVAILABLE, true);
+        }
+        answer
+            .await
+            .unwrap_or_else(|_| ResponseStart::plain(StatusCode::INTERNAL_SERVER_ERROR, true))
+    }
+
+    /// Writes the response: the head, then the body as it comes.
+    async fn respond(&mut self, start: ResponseStart, head_request: bool) -> io::Result<Sent> {
+        let known_len = match &start.body {
+            BodySource::Full(b) | BodySource::Short(b) => Some(b.len() as u64),
+            BodySource::Stream(_) => None,
+        };
+        // `http10`: a body of unknown length is delimited by the close, as
+        // for an HTTP/1.0 client (nginx's uwsgi module reads no chunks).
+        let shape = Shape {
+            known_len,
+            head_request,
+            http10: true,
+            close: true,
+        };
+        let mut head = Vec::with_capacity(512);
+        let reason = start.reason.as_deref();
+        let (framing, _) = encode::head(&mut head, start.status, reason, &start.headers, shape);
+        match (start.body, framing) {
+            (_, BodyFraming::Bodiless) => {
+                self.io.write_all(&head).await?;
+                Ok(Sent::whole(0))
+            }
+            (BodySource::Full(body) | BodySource::Short(body), _) => {
+                write_two(&mut self.io, &head, &body).await?;
+                Ok(Sent::whole(body.len() as u64))
+            }
+            (BodySource::Stream(rx), _) => self.stream(head, rx).await,
+        }
+    }
+
+    /// Sends a streamed body as the application makes it; the head goes
+    /// with the first chunk, or alone when that chunk is not ready.
+    async fn stream(
+        &mut self,
+        mut head: Vec<u8>,
+        mut rx: mpsc::Receiver<Chunk>,
+    ) -> io::Result<Sent> {
+        let mut bytes = 0;
+        loop {
+            let chunk = match rx.try_recv() {
+                Ok(chunk) => Some(chunk),
+                Err(TryRecvError::Empty) => {
+                    if !head.is_empty() {
+                        self.io.write_all(&head).await?;
+                        head.clear();
+                    }
+                    self.next_chunk(&mut rx).await?
+                }
+                Err(TryRecvError::Disconnected) => None,
+            };
+            match chunk {
+                Some(Chunk::Data(data)) => {
+                    write_two(&mut self.io, &head, &data).await?;
+                    head.clear();
+                    bytes += data.len() as u64;
+                }
+                end => {
+                    self.io.write_all(&head).await?;
+                    let aborted = matches!(end, Some(Chunk::Abort));
+                    return Ok(Sent { bytes, aborted });
+                }
+            }
+        }
+    }
+
+    /// The next chunk of a streamed body; an error when the proxy closes its
+    /// end meanwhile (the caller then drops the stream: the gateway calls
+    /// `close()`). A proxy sends nothing after the body, so readable here
+    /// means closed; stray bytes are read and dropped.
+    async fn next_chunk(&mut self, rx: &mut mpsc::Receiver<Chunk>) -> io::Result<Option<Chunk>> {
+        let mut scratch = BytesMut::new();
+        loop {
+            tokio::select! {
+                biased;
+                chunk = rx.recv() => return Ok(chunk),
+                ready = poll_fn(|cx| self.io.poll_read_ready(cx)) => {
+                    ready?;
+                    scratch.clear();
+                    scratch.reserve(4096);
+                    match self.io.try_read_buf(&mut scratch) {
+                        Ok(0) => return Err(io::ErrorKind::ConnectionAborted.into()),
+                        Ok(_) => {}
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Ends the connection as `end` says.
+    async fn finish(mut self, end: End) {
+        buffers::give_back(std::mem::take(&mut self.buf));
+        let peer = peer_name(self.conn.peer);
+        match end {
+            End::Done => {
+                let _ = self.io.shutdown().await;
+            }
+            End::Gone => {}
+            End::Drop(why) => tracing::debug!("uwsgi: {peer}: connection closed: {why}"),
+            End::Reject(status, why) => {
+                tracing::debug!(
+                    "uwsgi: {peer}: refused a request: {} {why}",
+                    status.as_u16()
+                );
+                if self
+                    .respond(ResponseStart::plain(status, true), false)
+                    .await
+                    .is_ok()
+                {
+                    linger(&mut self.io).await;
+                }
+            }
+            End::Abort => {
+                tracing::debug!("uwsgi: {peer}: response body aborted: connection reset");
+                // SO_LINGER 0: close() sends RST instead of FIN.
+                let _ = socket2::SockRef::from(&self.io).set_linger(Some(Duration::ZERO));
+            }
+        }
+    }
+}
+
+/// What a response sent.
+struct Sent {
+    /// Body bytes written.
+    bytes: u64,
+    /// The body was aborted (the connection must be reset).
+    aborted: bool,
+}
+
+impl Sent {
+    fn whole(bytes: u64) -> Self {
+        Sent {
+            bytes,
+            aborted: false,
+        }
+    }
+}
+
+/// Writes `a` then `b`, in as few `writev`s as the socket allows.
+async fn write_two<S: Transport>(io: &mut S, a: &[u8], b: &[u8]) -> io::Result<()> {
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() || j < b.len() {
+        let bufs = [IoSlice::new(&a[i..]), IoSlice::new(&b[j..])];
+        let n = io.write_vectored(&bufs).await?;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        let from_a = n.min(a.len() - i);
+        i += from_a;
+        j += n - from_a;
+    }
+    Ok(())
+}
+
+fn bad_vars(BadVars(why): BadVars) -> End {
+    End::Reject(StatusCode::BAD_REQUEST, why)
+}
+
+fn body_error(e: BodyError) -> End {
+    match e {
+        BodyError::TooLarge => End::Reject(StatusCode::PAYLOAD_TOO_LARGE, "request body too large"),
+        BodyError::Spill(e) => {
+            tracing::error!("cannot spill a request body to a temporary file: {e}");
+            End::Reject(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "cannot store the request body",
+            )
+        }
+    }
+}
+
+fn peer_name(peer: Option<SocketAddr>) -> String {
+    peer.map_or_else(|| "unix socket".to_owned(), |p| p.to_string())
+}
+
+/// The access-log record of `request` (its client is the one the proxy
+/// names).
+fn access_record(request: &exchange::Request) -> AccessRecord {
+    let http = &request.http;
+    let header = |name| {
+        http.headers()
+            .get(name)
+            .map(|v: &http::HeaderValue| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            .unwrap_or_else(|| "-".to_owned())
+    };
+    AccessRecord {
+        remote: request
+            .peer
+            .map_or_else(|| "-".to_owned(), |p| p.ip().to_string()),
+        started: SystemTime::now(),
+        request_line: format!("{} {} {:?}", http.method(), http.uri(), http.version()),
+        status: 0,
+        bytes: 0,
+        referer: header(REFERER),
+        user_agent: header(USER_AGENT),
+        duration: Duration::ZERO,
+    }
 }
