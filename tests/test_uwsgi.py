@@ -478,6 +478,22 @@ def test_graceful_stop_finishes_the_request_in_progress(servers):
     assert server.proc.wait(15) == 0
 
 
+def test_graceful_stop_serves_a_connection_that_sends_within_the_drain(servers):
+    """--keep-alive 1: the drain period is 1 s. A connection that sent nothing yet when
+    the stop began is served if its request comes within it, closed if not."""
+    server = servers(APP, "--keep-alive", "1", "--graceful-timeout", "10")
+    with connect(server) as early, connect(server) as silent:
+        time.sleep(0.3)  # both accepted
+        server.proc.send_signal(signal.SIGTERM)
+        time.sleep(0.2)  # ("Shutting down" is logged once the drain is over)
+        status, _, body = answer_on(early, packet(request_vars("GET", "/env")))
+        assert status == b"HTTP/1.1 200 OK", body[:300]
+        started = time.monotonic()
+        assert recv_until_closed(silent, 5) == (b"", True)
+        assert time.monotonic() - started < 2
+    assert server.proc.wait(10) == 0
+
+
 # --- through a real nginx -----------------------------------------------------------------
 
 

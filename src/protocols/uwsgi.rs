@@ -156,27 +156,40 @@ impl<S: Transport + AsFd> Conn<S> {
         let mut deadline = Instant::now() + s.header_timeout;
         let stop = self.shared.shutdown.stopped();
         tokio::pin!(stop);
-        let mut stopping = false;
+        // A stop that began before this connection was served counts too.
+        let mut stopping = self.shared.shutdown.is_triggered();
+        if stopping {
+            deadline = deadline.min(Instant::now() + drain);
+        }
         loop {
             match packet::take_vars(&mut self.buf, &limits) {
                 Ok(Some(vars)) => return Ok(vars),
                 Ok(None) => {}
                 Err(malformed) => return Err(End::Drop(malformed.to_string())),
             }
-            if !stopping && self.buf.is_empty() && self.shared.shutdown.is_triggered() {
-                stopping = true;
-                deadline = deadline.min(Instant::now() + drain);
-            }
             let want = match packet::datasize(&self.buf, &limits) {
                 Ok(Some(size)) => packet::HEADER_LEN + size,
                 _ => packet::HEADER_LEN,
             };
+            // `None`: a graceful stop began.
             let fill = tokio::select! {
-                fill = self.fill(deadline, want) => fill,
-                () = &mut stop, if !stopping => continue,
+                fill = self.fill(deadline, want) => Some(fill),
+                () = &mut stop, if !stopping => None,
+            };
+            let Some(fill) = fill else {
+                // A graceful stop: a request that has begun is served; a
+                // connection that sent nothing yet gets the drain period.
+                stopping = true;
+                if self.buf.is_empty() {
+                    deadline = deadline.min(Instant::now() + drain);
+                }
+                continue;
             };
             match fill {
                 Fill::Read => {}
+                Fill::Eof | Fill::TimedOut if self.buf.is_empty() && stopping => {
+                    return Err(End::Gone)
+                }
                 Fill::Eof if self.buf.is_empty() => return Err(End::Gone),
                 Fill::Eof => return Err(End::Drop("the packet was cut short".into())),
                 Fill::TimedOut => {
