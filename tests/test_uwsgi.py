@@ -691,3 +691,23 @@ def test_behind_nginx_a_flask_app(servers, nginx_in_front):
     cookie = headers["Set-Cookie"].split(";")[0]
     status, _, raw = via_nginx(port, "GET", "/whoami", headers={"Cookie": cookie})
     assert json.loads(raw) == {"user": "ada"}
+
+
+@needs_nginx
+def test_behind_nginx_a_chunked_upload(servers, nginx_in_front):
+    """nginx reads a chunked request body whole and sends its length as CONTENT_LENGTH."""
+    server = servers(APP)
+    port = nginx_in_front(f"127.0.0.1:{server.port}")
+    body = pattern(300_000)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        head = b"POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        chunks = b"".join(
+            b"%x\r\n%s\r\n" % (len(body[i : i + 70_000]), body[i : i + 70_000])
+            for i in range(0, len(body), 70_000)
+        )
+        s.sendall(head + chunks + b"0\r\n\r\n")
+        status, _, raw = read_response(s)
+    assert status == b"HTTP/1.1 200 OK", raw[:300]
+    got = json.loads(raw)
+    assert (got["size"], got["sha256"]) == (len(body), hashlib.sha256(body).hexdigest())
+    assert got["CONTENT_LENGTH"] == str(len(body))
