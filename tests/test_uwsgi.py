@@ -384,6 +384,18 @@ def test_a_body_over_max_body_size_is_answered_413(servers):
         status, headers, _ = answer_on(sock, packet(variables, body))
     assert status == b"HTTP/1.1 413 Payload Too Large"
     assert headers["connection"] == ["close"]
+    # Answered before the body is sent; the body is then read and dropped, so the
+    # connection ends with a FIN, not a reset that would lose the answer.
+    big = b"z" * (4 * MIB)
+    with connect(server) as sock:
+        sock.sendall(packet(request_vars("POST", "/upload", big)))
+        answer = b""
+        while not answer.endswith(b"413 Payload Too Large\n"):
+            piece = sock.recv(65536)
+            assert piece, answer
+            answer += piece
+        sock.sendall(big)
+        assert recv_until_closed(sock, 10) == (b"", True)
     status, _, raw = ask(server, "POST", "/upload", b"y" * 1000)
     assert status == b"HTTP/1.1 200 OK", "1000 bytes are allowed"
     _, _, calls = ask(server, "GET", "/calls")
@@ -711,3 +723,13 @@ def test_behind_nginx_a_chunked_upload(servers, nginx_in_front):
     got = json.loads(raw)
     assert (got["size"], got["sha256"]) == (len(body), hashlib.sha256(body).hexdigest())
     assert got["CONTENT_LENGTH"] == str(len(body))
+
+
+@needs_nginx
+def test_behind_nginx_a_large_body_over_the_limit_gets_413(servers, nginx_in_front):
+    server = servers(APP, "--max-body-size", str(MIB))
+    port = nginx_in_front(f"127.0.0.1:{server.port}")
+    status, _, _ = via_nginx(port, "POST", "/upload", pattern(8 * MIB))
+    assert status == 413
+    status, _, raw = via_nginx(port, "POST", "/upload", pattern(MIB))
+    assert (status, json.loads(raw)["size"]) == (200, MIB)

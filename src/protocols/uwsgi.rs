@@ -89,6 +89,11 @@ enum End {
     Drop(String),
     /// Answer with this status, then close.
     Reject(StatusCode, &'static str),
+    /// Answer 413, read and drop the body the proxy is still sending (this
+    /// many bytes of it, counting from the buffer), then close: a proxy
+    /// whose body write fails (a close with unread bytes resets the
+    /// connection) answers 502 instead of passing the 413 on.
+    TooLarge(u64),
     /// The body was aborted: reset the connection so the proxy sees it.
     Abort,
     /// The proxy went away.
@@ -118,10 +123,7 @@ impl<S: Transport + AsFd> Conn<S> {
         let settings = &self.shared.settings;
         let length = vars.content_length().map_err(bad_vars)?.unwrap_or(0);
         if length > settings.max_body_size {
-            return Err(End::Reject(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "request body too large",
-            ));
+            return Err(End::TooLarge(length));
         }
         let body = self.read_body(length).await?;
         let request = vars.into_request(body, &self.conn).map_err(bad_vars)?;
@@ -257,6 +259,31 @@ impl<S: Transport + AsFd> Conn<S> {
         }
     }
 
+    /// Reads and drops `length` bytes of body (those in the buffer first),
+    /// each read within `--body-timeout`; stops early at the end of stream.
+    async fn discard(&mut self, length: u64) {
+        let timeout = self.shared.settings.body_timeout;
+        let mut left = length;
+        loop {
+            let n = self
+                .buf
+                .len()
+                .min(usize::try_from(left).unwrap_or(usize::MAX));
+            let _ = self.buf.split_to(n);
+            left -= n as u64;
+            self.buf.clear();
+            if left == 0 {
+                return;
+            }
+            if !matches!(
+                self.fill(Instant::now() + timeout, READ_CHUNK).await,
+                Fill::Read
+            ) {
+                return;
+            }
+        }
+    }
+
     /// Makes room for `want` bytes in all (at least `READ_CHUNK` free).
     fn make_room(&mut self, want: usize) {
         if self.buf.capacity() == 0 {
@@ -376,7 +403,6 @@ impl<S: Transport + AsFd> Conn<S> {
 
     /// Ends the connection as `end` says.
     async fn finish(mut self, end: End) {
-        buffers::give_back(std::mem::take(&mut self.buf));
         let peer = peer_name(self.conn.peer);
         match end {
             End::Done => {
@@ -397,12 +423,22 @@ impl<S: Transport + AsFd> Conn<S> {
                     linger(&mut self.io).await;
                 }
             }
+            End::TooLarge(length) => {
+                tracing::debug!("uwsgi: {peer}: refused a request: 413 request body too large");
+                let answer = ResponseStart::plain(StatusCode::PAYLOAD_TOO_LARGE, true);
+                if self.respond(answer, false).await.is_ok() {
+                    self.discard(length).await;
+                    let _ = self.io.shutdown().await;
+                }
+            }
             End::Abort => {
                 tracing::debug!("uwsgi: {peer}: response body aborted: connection reset");
                 // SO_LINGER 0: close() sends RST instead of FIN.
                 let _ = socket2::SockRef::from(&self.io).set_linger(Some(Duration::ZERO));
             }
         }
+        self.buf.clear();
+        buffers::give_back(self.buf);
     }
 }
 
