@@ -405,10 +405,9 @@ impl<S: Transport + AsFd> Conn<S> {
     async fn finish(mut self, end: End) {
         let peer = peer_name(self.conn.peer);
         match end {
-            End::Done => {
-                let _ = self.io.shutdown().await;
-            }
-            End::Gone => {}
+            // The close sends the FIN (no `shutdown` first: one syscall less
+            // per request; every byte the proxy sent was read).
+            End::Done | End::Gone => {}
             End::Drop(why) => tracing::debug!("uwsgi: {peer}: connection closed: {why}"),
             End::Reject(status, why) => {
                 tracing::debug!(
