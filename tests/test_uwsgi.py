@@ -734,3 +734,24 @@ def test_behind_nginx_a_large_body_over_the_limit_gets_413(servers, nginx_in_fro
     assert status == 413
     status, _, raw = via_nginx(port, "POST", "/upload", pattern(MIB))
     assert (status, json.loads(raw)["size"]) == (200, MIB)
+
+
+@needs_nginx
+def test_behind_nginx_a_client_that_goes_away_gets_close_called_once(servers, nginx_in_front):
+    server = servers("counting_app:app", workers="1")
+    port = nginx_in_front(f"127.0.0.1:{server.port}")
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(b"GET /forever HTTP/1.1\r\nHost: x\r\n\r\n")
+        got = b""
+        while len(got) < 300_000:
+            piece = s.recv(65536)
+            assert piece
+            got += piece
+    assert got.startswith(b"HTTP/1.1 200 OK\r\n")
+
+    def closes():
+        return json.loads(via_nginx(port, "GET", "/closes")[2])
+
+    assert wait_until(lambda: closes()["closed"].get("/forever") == 1, 15), closes()
+    time.sleep(0.3)
+    assert closes() == {"entered": {"/forever": 1}, "closed": {"/forever": 1}}

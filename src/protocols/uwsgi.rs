@@ -2,6 +2,7 @@
 //! `mod_proxy_uwsgi`), one request per connection.
 //!
 //! - `packet.rs`: the request packet's header and vars block, sans I/O.
+//! - `response.rs`: the answer on the wire, whole or streamed.
 //! - here: the connection driver. It reads the packet, buffers the body
 //!   (`protocols::body`), turns the vars into the seam's request
 //!   (`protocols::cgi`), hands it to the gateway and writes the answer.
@@ -14,7 +15,9 @@
 //!   Once the vars are read the request is known, and what is wrong with it
 //!   is answered as HTTP: 400 (vars that describe no request), 413 (body
 //!   over `--max-body-size`), 408 (body not arriving within
-//!   `--body-timeout`).
+//!   `--body-timeout`). After a 413 the body the proxy still sends is read
+//!   and dropped before the close: a proxy whose body write fails on a
+//!   reset answers 502 and the 413 is lost.
 //! - Timeouts: `--header-timeout` for the whole packet from the accept,
 //!   `--body-timeout` between body reads.
 //! - Response: `HTTP/1.1 <status> <reason>`, the fields (Date added as the
@@ -29,11 +32,14 @@
 //!   the gateway calls `close()` once.
 //! - Graceful stop: a connection that has sent bytes is served; one that
 //!   has sent none gets `drain` to start, then is closed.
+//! - Access log: one record per request served, as the HTTP/1.1 engine
+//!   writes it; its client is the one the proxy names (REMOTE_ADDR).
 
 mod packet;
+mod response;
 
 use std::future::poll_fn;
-use std::io::{self, IoSlice};
+use std::io;
 use std::net::SocketAddr;
 use std::os::fd::AsFd;
 use std::sync::Arc;
@@ -43,26 +49,30 @@ use bytes::BytesMut;
 use http::header::{REFERER, USER_AGENT};
 use http::{Method, StatusCode};
 use tokio::io::AsyncWriteExt;
-use tokio::sync::mpsc::error::TryRecvError;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use crate::exchange::{self, BodySource, Chunk, Connection, Job, RequestBody, ResponseStart};
+use crate::exchange::{self, Connection, Job, RequestBody, ResponseStart};
 use crate::log::{self, AccessRecord};
 use crate::protocols::body::{BodyError, BodyLimits, BodySink};
 use crate::protocols::cgi::{BadVars, CgiVars};
 use crate::protocols::http1::buffers::{self, READ_CHUNK};
 use crate::protocols::http1::conn::{linger, Transport};
-use crate::protocols::http1::encode::{self, BodyFraming, Shape};
 use crate::protocols::Shared;
 
 use packet::PacketLimits;
+use response::Sent;
 
 /// Vars a proxy sends besides the `HTTP_*` ones (nginx's `uwsgi_params`
 /// has 15): allowed on top of `--limit-request-fields`.
 const CGI_VARS: usize = 64;
 
-/// Serves one connection: one request, then it closes.
+/// Serves one connection from a proxy: one request, then it closes.
+///
+/// `io` is the proxy's TCP or unix connection (`AsFd`: an aborted body
+/// resets it with `SO_LINGER` 0); `conn` what the connection knows (its peer
+/// is the proxy, already checked against `--proxy-allow-from`). Errors are
+/// not returned: each ends the connection as the module's rules say.
 pub async fn serve<S>(io: S, conn: Connection, shared: Arc<Shared>)
 where
     S: Transport + AsFd,
@@ -89,10 +99,8 @@ enum End {
     Drop(String),
     /// Answer with this status, then close.
     Reject(StatusCode, &'static str),
-    /// Answer 413, read and drop the body the proxy is still sending (this
-    /// many bytes of it, counting from the buffer), then close: a proxy
-    /// whose body write fails (a close with unread bytes resets the
-    /// connection) answers 502 instead of passing the 413 on.
+    /// Answer 413, read and drop the body (of this many bytes, counting
+    /// those in the buffer) the proxy is still sending, then close.
     TooLarge(u64),
     /// The body was aborted: reset the connection so the proxy sees it.
     Abort,
@@ -132,7 +140,7 @@ impl<S: Transport + AsFd> Conn<S> {
         let started = StdInstant::now();
         let start = self.call(request).await;
         let status = start.status;
-        let sent = self.respond(start, head_request).await;
+        let sent = response::respond(&mut self.io, start, head_request).await;
         if let Some(record) = access.as_mut() {
             record.status = status.as_u16();
             record.bytes = sent.as_ref().map_or(0, |s| s.bytes);
@@ -311,96 +319,6 @@ impl<S: Transport + AsFd> Conn<S> {
             .unwrap_or_else(|_| ResponseStart::plain(StatusCode::INTERNAL_SERVER_ERROR, true))
     }
 
-    /// Writes the response: the head, then the body as it comes.
-    async fn respond(&mut self, start: ResponseStart, head_request: bool) -> io::Result<Sent> {
-        let known_len = match &start.body {
-            BodySource::Full(b) | BodySource::Short(b) => Some(b.len() as u64),
-            BodySource::Stream(_) => None,
-        };
-        // `http10`: a body of unknown length is delimited by the close, as
-        // for an HTTP/1.0 client (nginx's uwsgi module reads no chunks).
-        let shape = Shape {
-            known_len,
-            head_request,
-            http10: true,
-            close: true,
-        };
-        let mut head = Vec::with_capacity(512);
-        let reason = start.reason.as_deref();
-        let (framing, _) = encode::head(&mut head, start.status, reason, &start.headers, shape);
-        match (start.body, framing) {
-            (_, BodyFraming::Bodiless) => {
-                self.io.write_all(&head).await?;
-                Ok(Sent::whole(0))
-            }
-            (BodySource::Full(body) | BodySource::Short(body), _) => {
-                write_two(&mut self.io, &head, &body).await?;
-                Ok(Sent::whole(body.len() as u64))
-            }
-            (BodySource::Stream(rx), _) => self.stream(head, rx).await,
-        }
-    }
-
-    /// Sends a streamed body as the application makes it; the head goes
-    /// with the first chunk, or alone when that chunk is not ready.
-    async fn stream(
-        &mut self,
-        mut head: Vec<u8>,
-        mut rx: mpsc::Receiver<Chunk>,
-    ) -> io::Result<Sent> {
-        let mut bytes = 0;
-        loop {
-            let chunk = match rx.try_recv() {
-                Ok(chunk) => Some(chunk),
-                Err(TryRecvError::Empty) => {
-                    if !head.is_empty() {
-                        self.io.write_all(&head).await?;
-                        head.clear();
-                    }
-                    self.next_chunk(&mut rx).await?
-                }
-                Err(TryRecvError::Disconnected) => None,
-            };
-            match chunk {
-                Some(Chunk::Data(data)) => {
-                    write_two(&mut self.io, &head, &data).await?;
-                    head.clear();
-                    bytes += data.len() as u64;
-                }
-                end => {
-                    self.io.write_all(&head).await?;
-                    let aborted = matches!(end, Some(Chunk::Abort));
-                    return Ok(Sent { bytes, aborted });
-                }
-            }
-        }
-    }
-
-    /// The next chunk of a streamed body; an error when the proxy closes its
-    /// end meanwhile (the caller then drops the stream: the gateway calls
-    /// `close()`). A proxy sends nothing after the body, so readable here
-    /// means closed; stray bytes are read and dropped.
-    async fn next_chunk(&mut self, rx: &mut mpsc::Receiver<Chunk>) -> io::Result<Option<Chunk>> {
-        let mut scratch = BytesMut::new();
-        loop {
-            tokio::select! {
-                biased;
-                chunk = rx.recv() => return Ok(chunk),
-                ready = poll_fn(|cx| self.io.poll_read_ready(cx)) => {
-                    ready?;
-                    scratch.clear();
-                    scratch.reserve(4096);
-                    match self.io.try_read_buf(&mut scratch) {
-                        Ok(0) => return Err(io::ErrorKind::ConnectionAborted.into()),
-                        Ok(_) => {}
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                        Err(e) => return Err(e),
-                    }
-                }
-            }
-        }
-    }
-
     /// Ends the connection as `end` says.
     async fn finish(mut self, end: End) {
         let peer = peer_name(self.conn.peer);
@@ -414,18 +332,15 @@ impl<S: Transport + AsFd> Conn<S> {
                     "uwsgi: {peer}: refused a request: {} {why}",
                     status.as_u16()
                 );
-                if self
-                    .respond(ResponseStart::plain(status, true), false)
-                    .await
-                    .is_ok()
-                {
+                let answer = ResponseStart::plain(status, true);
+                if response::respond(&mut self.io, answer, false).await.is_ok() {
                     linger(&mut self.io).await;
                 }
             }
             End::TooLarge(length) => {
                 tracing::debug!("uwsgi: {peer}: refused a request: 413 request body too large");
                 let answer = ResponseStart::plain(StatusCode::PAYLOAD_TOO_LARGE, true);
-                if self.respond(answer, false).await.is_ok() {
+                if response::respond(&mut self.io, answer, false).await.is_ok() {
                     self.discard(length).await;
                     let _ = self.io.shutdown().await;
                 }
@@ -439,39 +354,6 @@ impl<S: Transport + AsFd> Conn<S> {
         self.buf.clear();
         buffers::give_back(self.buf);
     }
-}
-
-/// What a response sent.
-struct Sent {
-    /// Body bytes written.
-    bytes: u64,
-    /// The body was aborted (the connection must be reset).
-    aborted: bool,
-}
-
-impl Sent {
-    fn whole(bytes: u64) -> Self {
-        Sent {
-            bytes,
-            aborted: false,
-        }
-    }
-}
-
-/// Writes `a` then `b`, in as few `writev`s as the socket allows.
-async fn write_two<S: Transport>(io: &mut S, a: &[u8], b: &[u8]) -> io::Result<()> {
-    let (mut i, mut j) = (0, 0);
-    while i < a.len() || j < b.len() {
-        let bufs = [IoSlice::new(&a[i..]), IoSlice::new(&b[j..])];
-        let n = io.write_vectored(&bufs).await?;
-        if n == 0 {
-            return Err(io::ErrorKind::WriteZero.into());
-        }
-        let from_a = n.min(a.len() - i);
-        i += from_a;
-        j += n - from_a;
-    }
-    Ok(())
 }
 
 fn bad_vars(BadVars(why): BadVars) -> End {
