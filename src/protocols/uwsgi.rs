@@ -273,12 +273,8 @@ impl<S: Transport + AsFd> Conn<S> {
         let timeout = self.shared.settings.body_timeout;
         let mut left = length;
         loop {
-            let n = self
-                .buf
-                .len()
-                .min(usize::try_from(left).unwrap_or(usize::MAX));
-            let _ = self.buf.split_to(n);
-            left -= n as u64;
+            // Bytes past the body, if any, go too: the connection closes.
+            left = left.saturating_sub(self.buf.len() as u64);
             self.buf.clear();
             if left == 0 {
                 return;
