@@ -1,5 +1,5 @@
-//! The uwsgi protocol engine: nginx's `uwsgi_pass` (and Apache's
-//! `mod_proxy_uwsgi`), one request per connection.
+//! The uwsgi protocol engine: the binary protocol uWSGI defines, as nginx's
+//! `uwsgi_pass` speaks it; one request per connection.
 //!
 //! - `packet.rs`: the request packet's header and vars block, sans I/O.
 //! - `response.rs`: the answer on the wire, whole or streamed.
