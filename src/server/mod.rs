@@ -135,7 +135,7 @@ async fn serve<S>(
     protocol: Protocol,
     ctx: Arc<ServerCtx>,
 ) where
-    S: Transport + AsyncRead + std::os::fd::AsRawFd + proxy::Readable,
+    S: Transport + AsyncRead + std::os::fd::AsRawFd + std::os::fd::AsFd + proxy::Readable,
 {
     let Some(peer) = ctx.proxy_header(&mut stream, peer).await else {
         return;

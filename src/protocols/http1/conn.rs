@@ -621,29 +621,35 @@ impl<S: Transport> Conn<S> {
         }
     }
 
-    /// Half-closes, then reads and drops what the client still sends (for
-    /// at most `LINGER` and `LINGER_BYTES`), so closing with unread bytes
-    /// does not reset the connection before the client read the answer.
+    /// See [`linger`].
     async fn linger(&mut self) {
-        if self.io.shutdown().await.is_err() {
+        linger(&mut self.io).await;
+    }
+}
+
+/// Half-closes, then reads and drops what the client still sends (for at
+/// most `LINGER` (1 s) and `LINGER_BYTES` (1 MiB)), so closing with unread
+/// bytes does not reset the connection before the client read the answer
+/// (RFC 9112 §9.6).
+pub async fn linger<S: Transport>(io: &mut S) {
+    if io.shutdown().await.is_err() {
+        return;
+    }
+    let until = Instant::now() + LINGER;
+    let mut dropped = 0;
+    let mut scratch = BytesMut::with_capacity(4096);
+    while dropped < LINGER_BYTES {
+        let readable = std::future::poll_fn(|cx| io.poll_read_ready(cx));
+        let ready = tokio::time::timeout_at(until, readable).await;
+        if !matches!(ready, Ok(Ok(()))) {
             return;
         }
-        let until = Instant::now() + LINGER;
-        let mut dropped = 0;
-        let mut scratch = BytesMut::with_capacity(4096);
-        while dropped < LINGER_BYTES {
-            let readable = std::future::poll_fn(|cx| self.io.poll_read_ready(cx));
-            let ready = tokio::time::timeout_at(until, readable).await;
-            if !matches!(ready, Ok(Ok(()))) {
-                return;
-            }
-            scratch.clear();
-            match self.io.try_read_buf(&mut scratch) {
-                Ok(0) => return,
-                Ok(n) => dropped += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(_) => return,
-            }
+        scratch.clear();
+        match io.try_read_buf(&mut scratch) {
+            Ok(0) => return,
+            Ok(n) => dropped += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(_) => return,
         }
     }
 }
