@@ -6,11 +6,12 @@ The site (an ``upstream`` of ferrowsgi instances with pooled connections and the
 the one docs/production.md and the README show: ``site()`` renders it, and
 tests/test_rolling.py checks that the documents hold exactly the rendered text.
 
-| protocol | nginx directive | ferrowsgi ``--bind`` |
-|---|---|---|
-| ``http`` | ``proxy_pass http://app;`` (HTTP/1.1, pooled) | ``127.0.0.1:PORT`` |
-| ``uwsgi`` | ``uwsgi_pass app;`` with ``include uwsgi_params;`` | ``uwsgi://127.0.0.1:PORT`` |
-| ``fastcgi`` | ``fastcgi_pass app;`` with ``include fastcgi_params;`` and ``fastcgi_keep_conn on;`` | ``fcgi://127.0.0.1:PORT`` |
+* ``http``: ``proxy_pass http://app;`` over pooled HTTP/1.1 connections; ferrowsgi
+  ``--bind 127.0.0.1:PORT``.
+* ``uwsgi``: ``uwsgi_pass app;`` with ``include uwsgi_params;``; ferrowsgi
+  ``--bind uwsgi://127.0.0.1:PORT``.
+* ``fastcgi``: ``fastcgi_pass app;`` with ``include fastcgi_params;`` and
+  ``fastcgi_keep_conn on;``; ferrowsgi ``--bind fcgi://127.0.0.1:PORT``.
 
 ``Nginx`` runs nginx in the foreground, as one process, with its configuration, pid
 file, logs and temporary paths in a test's temporary directory, listening on a free
