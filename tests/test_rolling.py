@@ -7,7 +7,8 @@ starts both instances and its own nginx, sends a bounded load of keep-alive GETs
 through nginx, and meanwhile:
 
 1. sends HUP to A (new workers start, the old ones drain and exit),
-2. sends TERM to B, waits for B to exit (its workers drain first),
+2. sends TERM to B (in odd runs before A's HUP, so that A reloads while B drains),
+   waits for B to exit (its workers drain first),
 3. starts B again on the same port,
 
 then lets the load run a little longer. Every response that is not a complete 200 and
@@ -29,6 +30,7 @@ from __future__ import annotations
 import http.client
 import re
 import signal
+import socket
 import threading
 import time
 from datetime import datetime
@@ -36,7 +38,7 @@ from pathlib import Path
 
 import nginx_site
 import pytest
-from conftest import NGINX, ROOT, ServerProcess, wait_until
+from conftest import NGINX, ROOT, ServerProcess, read_response, request_bytes, wait_until
 
 # The upstream protocols whose engines exist (nginx_site has the configs of all three).
 PROTOCOLS = ("http",)
@@ -55,7 +57,7 @@ MAX_REQUESTS_PER_CLIENT = 20_000
 UPSTREAM_ERROR = re.compile(r"prematurely closed|reset by peer|no live upstreams")
 UPSTREAM_PORT = re.compile(r'upstream: "\w+://127\.0\.0\.1:(\d+)')
 
-pytestmark = pytest.mark.skipif(
+needs_nginx = pytest.mark.skipif(
     NGINX is None, reason="nginx not found on PATH or in /usr/sbin (`make deps` installs it)"
 )
 
@@ -202,7 +204,7 @@ def upstream_503s(access_log: Path) -> list[str]:
     return [line for line in lines if re.search(r"\b503\b", line.split('"', 2)[-1])]
 
 
-def scenario(protocol: str, tmp: Path, started: list[Instance]) -> tuple[int, list[str]]:
+def scenario(protocol: str, run: int, tmp: Path, started: list[Instance]) -> tuple[int, list[str]]:
     """One run: how many requests were answered, and what went wrong (nothing, when
     the restarts lost no request)."""
 
@@ -222,10 +224,16 @@ def scenario(protocol: str, tmp: Path, started: list[Instance]) -> tuple[int, li
         load = Load(proxy.port)
         try:
             load.wait_for(WARM_UP)
-            a.proc.send_signal(signal.SIGHUP)
-            timeline("HUP to A")
+            # Overlapping, in either order: A reloads while B drains, or the other way.
+            if run % 2 == 0:
+                a.proc.send_signal(signal.SIGHUP)
+                timeline("HUP to A")
             b.proc.send_signal(signal.SIGTERM)
             timeline("TERM to B")
+            if run % 2 == 1:
+                time.sleep(0.1)
+                a.proc.send_signal(signal.SIGHUP)
+                timeline("HUP to A")
             b_status = b.proc.wait(15)
             timeline(f"B exited with status {b_status}; starting B again")
             new_b = instance(b.port)
@@ -262,6 +270,7 @@ def scenario(protocol: str, tmp: Path, started: list[Instance]) -> tuple[int, li
     return load.ok, problems
 
 
+@needs_nginx
 @pytest.mark.timeout(240)
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_reload_and_restart_behind_nginx_lose_no_request_10_runs_of_10(protocol, tmp_path):
@@ -271,7 +280,7 @@ def test_reload_and_restart_behind_nginx_lose_no_request_10_runs_of_10(protocol,
         tmp = tmp_path / f"run{run}"
         tmp.mkdir()
         try:
-            answered, outcomes[run] = scenario(protocol, tmp, started)
+            answered, outcomes[run] = scenario(protocol, run, tmp, started)
         finally:
             for instance in started:
                 instance.server.stop()
@@ -290,3 +299,35 @@ def test_the_documents_show_the_tested_site(protocol):
     readme = (ROOT / "README.md").read_text()
     assert nginx_site.location_block(protocol) in readme
     assert nginx_site.upstream_block(servers) in readme
+
+
+@pytest.mark.parametrize("workers", ["2", "0"])
+def test_a_stopping_server_refuses_new_connections_while_it_drains(workers):
+    """On TERM the listening socket closes at once, in the master and in every worker,
+    while the workers still drain their connections: a client (nginx) that connects
+    meanwhile is refused, and tries elsewhere, instead of waiting in a queue that no one
+    accepts from any more, to be reset when the last worker exits (with nginx: "reset by
+    peer" on a request it had sent, and the instance marked failed)."""
+    port = nginx_site.free_port()
+    server = ServerProcess(
+        [APP, "--workers", workers, "--keep-alive", "5", "--bind", f"127.0.0.1:{port}"]
+    )
+    try:
+        server.wait_for_log(r"Listening at: ")
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as idle:
+            idle.sendall(request_bytes("GET", "/"))
+            assert read_response(idle)[0] == b"HTTP/1.1 200 OK"
+            server.proc.send_signal(signal.SIGTERM)
+            # The idle keep-alive connection holds its worker in the drain for up to 5 s;
+            # the socket stops listening long before that.
+            assert wait_until(lambda: not listening(port), 2), "still listening while draining"
+            with pytest.raises(ConnectionRefusedError):
+                socket.create_connection(("127.0.0.1", port), timeout=2).close()
+            # The drain goes on: a request on the idle connection is still answered.
+            assert server.proc.poll() is None, server.log
+            idle.sendall(request_bytes("GET", "/"))
+            status, headers, _ = read_response(idle)
+            assert (status, headers.get("connection")) == (b"HTTP/1.1 200 OK", "close")
+        assert server.proc.wait(10) == 0, server.log
+    finally:
+        server.stop()
