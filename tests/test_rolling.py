@@ -331,3 +331,35 @@ def test_a_stopping_server_refuses_new_connections_while_it_drains(workers):
         assert server.proc.wait(10) == 0, server.log
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("workers", ["0", "1"])
+def test_connections_queued_when_the_stop_begins_are_served_not_reset(workers):
+    """Connections the kernel had queued on the listening socket when the stop began are
+    accepted and answered (``Connection: close``), not reset when the socket closes.
+    With ``--threads 1`` the I/O thread runs the application itself, so while it runs
+    ``/sleep`` nothing is accepted and the next connections wait in the queue."""
+    port = nginx_site.free_port()
+    server = ServerProcess(
+        [APP, "--workers", workers, "--threads", "1", "--bind", f"127.0.0.1:{port}"]
+    )
+    queued: list[socket.socket] = []
+    try:
+        server.wait_for_log(r"Listening at: ")
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as busy:
+            busy.sendall(request_bytes("GET", "/sleep?s=1"))
+            time.sleep(0.3)  # the application is running: the I/O thread accepts nothing
+            for _ in range(3):
+                queued.append(socket.create_connection(("127.0.0.1", port), timeout=10))
+                queued[-1].sendall(request_bytes("GET", "/"))
+            server.proc.send_signal(signal.SIGTERM)
+            assert read_response(busy)[0] == b"HTTP/1.1 200 OK"
+        for sock in queued:
+            status, headers, body = read_response(sock)
+            assert (status, headers.get("connection")) == (b"HTTP/1.1 200 OK", "close"), body
+            assert b'"pid"' in body
+        assert server.proc.wait(10) == 0, server.log
+    finally:
+        for sock in queued:
+            sock.close()
+        server.stop()
