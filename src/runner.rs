@@ -46,8 +46,14 @@ pub struct RunArgs<'a> {
     pub ready: Option<Bound<'a, PyAny>>,
     /// The validated options.
     pub config: &'a Arc<ServerConfig>,
-    /// The bound listening sockets.
-    pub listeners: &'a [Listening],
+    /// The bound listening sockets. The run keeps this reference until its
+    /// graceful stop begins, then drops it: when it is the last one (the
+    /// owner gave its sockets to the run: `close_on_stop`), the sockets close
+    /// at that moment, so connections made from then on are refused (or go
+    /// to the processes that still listen, such as the master through a
+    /// reload) instead of waiting in a queue nobody accepts from, to be reset
+    /// when this process exits.
+    pub listeners: Arc<Vec<Listening>>,
     /// Statistics shared with the worker process's watchdog (`busy_seconds`).
     pub stats: &'a Arc<PoolStats>,
 }
@@ -109,11 +115,12 @@ pub fn run(
     let (done_tx, done) = crossbeam_channel::bounded(1);
     let io = {
         let (abort, timeout) = (abort.clone(), config.graceful_timeout);
+        let sockets = args.listeners;
         std::thread::Builder::new()
             .name("ferrowsgi-io".to_owned())
             .spawn(move || {
                 let drained = Python::attach(|py| {
-                    py.detach(|| serve_and_drain(rt, tracker, signal, &abort, timeout))
+                    py.detach(|| serve_and_drain(rt, tracker, signal, sockets, &abort, timeout))
                 });
                 let _ = done_tx.send(drained);
             })?
@@ -149,17 +156,21 @@ pub fn run(
     interrupted.map_or(Ok(()), Err)
 }
 
-/// The I/O thread: serves until the shutdown signal, then lets connections
-/// finish for up to `timeout` (or until `abort`), then drops the rest.
+/// The I/O thread: serves until the shutdown signal, lets go of `sockets`
+/// (see [`RunArgs::listeners`]; the accept loops drop their own copies on the
+/// same signal), then lets connections finish for up to `timeout` (or until
+/// `abort`), then drops the rest.
 fn serve_and_drain(
     rt: Runtime,
     tracker: TaskTracker,
     mut signal: ShutdownSignal,
+    sockets: Arc<Vec<Listening>>,
     abort: &Notify,
     timeout: Duration,
 ) -> Drained {
     let drained = rt.block_on(async {
         signal.recv().await;
+        drop(sockets);
         tracker.close();
         tokio::select! {
             _ = tracker.wait() => Drained::Done,

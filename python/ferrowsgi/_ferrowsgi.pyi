@@ -160,7 +160,10 @@ class Server:
         watchdog thread uses it for ``--timeout``).
         """
     def serve_forever(
-        self, ready: Callable[[], object] | None = None, max_requests: int | None = None
+        self,
+        ready: Callable[[], object] | None = None,
+        max_requests: int | None = None,
+        close_on_stop: bool = False,
     ) -> None:
         """Serve until :meth:`shutdown` is called or a Python signal handler raises.
 
@@ -168,6 +171,10 @@ class Server:
         attached, every Python thread started; if it raises, the server stops and the
         exception propagates. ``max_requests`` (default: the config's; 0 = never):
         after that many requests the server stops by itself, gracefully.
+        ``close_on_stop``: this is the server's last run; its listening sockets are
+        closed (in this process) as soon as the graceful stop begins, so that new
+        connections are refused instead of queued until the process exits, and
+        :meth:`fileno` is -1 once the run began. A later call raises ``RuntimeError``.
 
         Blocks the calling thread with the GIL released (the server runs on its own
         threads, so signal handlers never interrupt the application). Python signal

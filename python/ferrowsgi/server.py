@@ -196,7 +196,9 @@ def serve_until_stopped(server: Server, own_signals: bool = True) -> int:
     previous = _catch_signals(own_signals)
     code = 0
     try:
-        server.serve_forever(ready)
+        # The only run: the sockets close when the stop begins, so a client that
+        # connects meanwhile is refused at once, not queued and reset at exit.
+        server.serve_forever(ready, close_on_stop=True)
     except KeyboardInterrupt:
         pass
     except SystemExit as e:

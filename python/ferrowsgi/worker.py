@@ -134,7 +134,9 @@ def _serve(spec: WorkerSpec) -> int:
     watchdog = Watchdog(server, spec, channel, state, settings["max_requests"])
     watchdog.start()
     try:
-        server.serve_forever(lambda: channel.send("ready"))
+        # A worker's only run: its copies of the listening sockets close when its stop
+        # begins; the master's copies keep them listening through a reload.
+        server.serve_forever(lambda: channel.send("ready"), close_on_stop=True)
     except (SystemExit, KeyboardInterrupt):
         pass
     finally:

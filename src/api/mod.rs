@@ -41,7 +41,11 @@ pub struct Server {
     /// The application; `set_app` replaces it for the next run.
     app: Mutex<Py<PyAny>>,
     config: Arc<ServerConfig>,
-    listeners: Vec<Listening>,
+    /// The listening sockets; given away (left empty) to a run with
+    /// `close_on_stop`, which closes them when its graceful stop begins.
+    listeners: Mutex<Arc<Vec<Listening>>>,
+    /// Where they are bound (kept once they are closed).
+    locals: Vec<LocalAddr>,
     stats: Arc<PoolStats>,
     state: Mutex<RunState>,
     stopped: Condvar,
@@ -71,7 +75,8 @@ impl Server {
             app: Mutex::new(app.unbind()),
             stats: Arc::new(PoolStats::new(config.threads)),
             config: Arc::new(config),
-            listeners,
+            locals: listeners.iter().map(|l| l.local.clone()).collect(),
+            listeners: Mutex::new(Arc::new(listeners)),
             state: Mutex::new(RunState::default()),
             stopped: Condvar::new(),
         })
@@ -80,8 +85,8 @@ impl Server {
     #[getter]
     fn addresses<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
         let list = PyList::empty(py);
-        for listening in &self.listeners {
-            list.append(local_address(py, &listening.local)?)?;
+        for local in &self.locals {
+            list.append(local_address(py, local)?)?;
         }
         Ok(list)
     }
@@ -94,9 +99,10 @@ impl Server {
         Ok(())
     }
 
-    /// The file descriptor of the first listening socket (still owned here).
+    /// The file descriptor of the first listening socket (still owned here);
+    /// -1 once a run with `close_on_stop` took the sockets.
     fn fileno(&self) -> i32 {
-        self.listeners.first().map_or(-1, |l| l.socket.as_raw_fd())
+        self.sockets().first().map_or(-1, |l| l.socket.as_raw_fd())
     }
 
     /// Requests handed to the application since the server was made.
@@ -111,12 +117,13 @@ impl Server {
         self.stats.longest_call().as_secs_f64()
     }
 
-    #[pyo3(signature = (ready=None, max_requests=None))]
+    #[pyo3(signature = (ready=None, max_requests=None, close_on_stop=false))]
     fn serve_forever(
         &self,
         py: Python<'_>,
         ready: Option<Bound<'_, PyAny>>,
         max_requests: Option<u64>,
+        close_on_stop: bool,
     ) -> PyResult<()> {
         let (trigger, signal) = shutdown::channel();
         let trigger = Arc::new(trigger);
@@ -131,7 +138,7 @@ impl Server {
             state.thread = Some(std::thread::current().id());
         }
         let max_requests = max_requests.unwrap_or(self.config.max_requests);
-        let result = self.run(py, &trigger, signal, (ready, max_requests));
+        let result = self.run(py, &trigger, signal, (ready, max_requests, close_on_stop));
         *self.state() = RunState::default();
         self.stopped.notify_all();
         result
@@ -163,12 +170,35 @@ impl Server {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    fn sockets(&self) -> MutexGuard<'_, Arc<Vec<Listening>>> {
+        self.listeners.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The sockets for one run: shared with this server, or given to the run
+    /// (`close_on_stop`: this server keeps none).
+    ///
+    /// # Errors
+    /// `RuntimeError` when an earlier run with `close_on_stop` took them.
+    fn sockets_for_run(&self, close_on_stop: bool) -> PyResult<Arc<Vec<Listening>>> {
+        let mut sockets = self.sockets();
+        if sockets.is_empty() && !self.locals.is_empty() {
+            return Err(PyRuntimeError::new_err(
+                "the listening sockets were closed by an earlier serve_forever(close_on_stop=True)",
+            ));
+        }
+        Ok(if close_on_stop {
+            std::mem::take(&mut *sockets)
+        } else {
+            sockets.clone()
+        })
+    }
+
     fn run(
         &self,
         py: Python<'_>,
         trigger: &Arc<ShutdownTrigger>,
         signal: ShutdownSignal,
-        (ready, max_requests): (Option<Bound<'_, PyAny>>, u64),
+        (ready, max_requests, close_on_stop): (Option<Bound<'_, PyAny>>, u64, bool),
     ) -> PyResult<()> {
         let app = self
             .app
@@ -180,7 +210,7 @@ impl Server {
             ready,
             max_requests,
             config: &self.config,
-            listeners: &self.listeners,
+            listeners: self.sockets_for_run(close_on_stop)?,
             stats: &self.stats,
         };
         runner::run(py, args, trigger, signal)

@@ -231,6 +231,10 @@ pub enum Accepted {
     Unix(UnixStream),
 }
 
+/// The most connections [`Listener::take_queued`] takes (a listen queue is
+/// at most `--backlog` long).
+const MAX_QUEUED: usize = 65_536;
+
 impl Listener {
     /// Waits for the next connection.
     ///
@@ -246,4 +250,55 @@ impl Listener {
             Listener::Unix(l) => Ok(Accepted::Unix(l.accept().await?.0)),
         }
     }
+
+    /// Takes, without waiting, every connection the kernel has already
+    /// completed on this socket, then closes this copy of the socket. For a
+    /// graceful stop: when the last copy closes, the kernel resets what is
+    /// still queued (a client, or nginx, that connected a moment before would
+    /// see its request fail); taken, those connections are served instead.
+    /// Asks the socket itself, not the runtime's readiness, which may not
+    /// have seen the latest connections yet. Must be called inside the runtime.
+    pub fn take_queued(self) -> Vec<Accepted> {
+        match self {
+            Listener::Tcp(l) => match l.into_std() {
+                Ok(l) => drain(
+                    || l.accept(),
+                    |(s, peer)| {
+                        s.set_nonblocking(true)?;
+                        let s = TcpStream::from_std(s)?;
+                        let _ = s.set_nodelay(true);
+                        Ok(Accepted::Tcp(s, peer))
+                    },
+                ),
+                Err(_) => Vec::new(),
+            },
+            Listener::Unix(l) => match l.into_std() {
+                Ok(l) => drain(
+                    || l.accept(),
+                    |(s, _)| {
+                        s.set_nonblocking(true)?;
+                        Ok(Accepted::Unix(UnixStream::from_std(s)?))
+                    },
+                ),
+                Err(_) => Vec::new(),
+            },
+        }
+    }
+}
+
+/// Calls the non-blocking `accept` until nothing is queued (or it fails), and
+/// turns each connection into an [`Accepted`] (one that cannot be is dropped).
+fn drain<T>(
+    mut accept: impl FnMut() -> io::Result<T>,
+    into: impl Fn(T) -> io::Result<Accepted>,
+) -> Vec<Accepted> {
+    let mut taken = Vec::new();
+    for _ in 0..MAX_QUEUED {
+        match accept() {
+            Ok(conn) => taken.extend(into(conn).ok()),
+            Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => {}
+            Err(_) => break, // WouldBlock: the queue is empty
+        }
+    }
+    taken
 }

@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::task::TaskTracker;
 
 use tokio::io::AsyncRead;
@@ -157,6 +157,8 @@ async fn serve<S>(
     }
 }
 
+/// Accepts connections until the stop, then serves the ones already queued
+/// (see [`Listener::take_queued`]) and lets the socket go.
 async fn accept_loop(
     listener: Listener,
     local: Arc<LocalAddr>,
@@ -166,33 +168,21 @@ async fn accept_loop(
 ) {
     let mut shutdown = ctx.shared.shutdown.clone();
     loop {
-        // biased: once stopping, never accept again, even if connections
-        // are waiting (the I/O thread may have been busy in the application).
+        // biased: once stopping, never wait for a connection again, even if
+        // the I/O thread was busy in the application meanwhile.
         let permit = tokio::select! {
             biased;
-            _ = shutdown.recv() => return,
+            _ = shutdown.recv() => break,
             permit = ctx.connections.clone().acquire_owned() => permit,
         };
         let Ok(permit) = permit else { return };
         let accepted = tokio::select! {
             biased;
-            _ = shutdown.recv() => return,
+            _ = shutdown.recv() => break,
             accepted = listener.accept() => accepted,
         };
-        let (ctx, local) = (ctx.clone(), local.clone());
         match accepted {
-            Ok(Accepted::Tcp(stream, peer)) => {
-                tracker.spawn(async move {
-                    serve(stream, Some(peer), local, protocol, ctx).await;
-                    drop(permit)
-                });
-            }
-            Ok(Accepted::Unix(stream)) => {
-                tracker.spawn(async move {
-                    serve(stream, None, local, protocol, ctx).await;
-                    drop(permit)
-                });
-            }
+            Ok(accepted) => spawn_serve(accepted, Some(permit), &local, protocol, &ctx, &tracker),
             Err(e) => {
                 // EMFILE and friends: back off instead of spinning; the
                 // connections already open keep being served.
@@ -201,4 +191,32 @@ async fn accept_loop(
             }
         }
     }
+    // Stopping: served under the drain's rules (answered with `Connection:
+    // close`), beyond --max-connections if need be, rather than reset.
+    for accepted in listener.take_queued() {
+        spawn_serve(accepted, None, &local, protocol, &ctx, &tracker);
+    }
+}
+
+/// Serves an accepted connection on its own task; `permit` (its place under
+/// --max-connections) is given back when it closes.
+fn spawn_serve(
+    accepted: Accepted,
+    permit: Option<OwnedSemaphorePermit>,
+    local: &Arc<LocalAddr>,
+    protocol: Protocol,
+    ctx: &Arc<ServerCtx>,
+    tracker: &TaskTracker,
+) {
+    let (ctx, local) = (ctx.clone(), local.clone());
+    match accepted {
+        Accepted::Tcp(stream, peer) => tracker.spawn(async move {
+            serve(stream, Some(peer), local, protocol, ctx).await;
+            drop(permit)
+        }),
+        Accepted::Unix(stream) => tracker.spawn(async move {
+            serve(stream, None, local, protocol, ctx).await;
+            drop(permit)
+        }),
+    };
 }
