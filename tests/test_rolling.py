@@ -23,8 +23,8 @@ socket in the instant between the last accept() (the queue found empty) and the
 close(). nginx's "connect() failed (111: Connection refused)" while B is down is the
 restart itself.
 
-The protocol is a parameter: ``http`` (proxy_pass) today; ``uwsgi`` (uwsgi_pass) and
-``fastcgi`` (fastcgi_pass with fastcgi_keep_conn) join PROTOCOLS when their engines do.
+The protocol is a parameter: ``http`` (proxy_pass), ``uwsgi`` (uwsgi_pass) and
+``fastcgi`` (fastcgi_pass with fastcgi_keep_conn).
 """
 
 from __future__ import annotations
@@ -42,8 +42,8 @@ import nginx_site
 import pytest
 from conftest import NGINX, ROOT, ServerProcess, read_response, request_bytes, wait_until
 
-# The upstream protocols whose engines exist (nginx_site has the configs of all three).
-PROTOCOLS = ("http",)
+# The upstream protocols (nginx_site has the config of each).
+PROTOCOLS = ("http", "uwsgi")
 
 APP = "supervised_app:app"
 # --keep-alive is the drain period of a stopping worker (see README, "Graceful stop"):
