@@ -147,6 +147,36 @@ pub struct AccessRecord {
     pub duration: Duration,
 }
 
+impl AccessRecord {
+    /// The record of a request whose head just arrived from `peer` (`None`:
+    /// a unix socket client); status, bytes and duration are filled in
+    /// when it is answered. Every engine makes its records here.
+    pub fn new(
+        method: &http::Method,
+        uri: &http::Uri,
+        version: http::Version,
+        headers: &http::HeaderMap,
+        peer: Option<std::net::SocketAddr>,
+    ) -> Self {
+        let header = |name| {
+            headers
+                .get(name)
+                .map(|v: &http::HeaderValue| String::from_utf8_lossy(v.as_bytes()).into_owned())
+                .unwrap_or_else(|| "-".to_owned())
+        };
+        AccessRecord {
+            remote: peer.map_or_else(|| "-".to_owned(), |p| p.ip().to_string()),
+            started: SystemTime::now(),
+            request_line: format!("{method} {uri} {version:?}"),
+            status: 0,
+            bytes: 0,
+            referer: header(http::header::REFERER),
+            user_agent: header(http::header::USER_AGENT),
+            duration: Duration::ZERO,
+        }
+    }
+}
+
 /// Writes one access-log line (no-op when the access log is off).
 pub fn access(record: &AccessRecord) {
     let mut guard = ACCESS.lock().unwrap_or_else(|e| e.into_inner());
