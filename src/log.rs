@@ -93,14 +93,28 @@ pub fn init(level: Severity, access_log: Option<&str>) -> io::Result<()> {
     };
     *ACCESS.lock().unwrap_or_else(|e| e.into_inner()) = out;
     TRACING.get_or_init(|| {
+        use tracing_subscriber::layer::SubscriberExt;
         let subscriber = tracing_subscriber::fmt()
             .with_max_level(Level::DEBUG)
+            .with_ansi(false)
             .event_format(LineFormat)
             .with_writer(io::stderr)
-            .finish();
+            .finish()
+            .with(library_filter());
         let _ = tracing::subscriber::set_global_default(subscriber);
     });
     Ok(())
+}
+
+/// Our own events down to DEBUG; the libraries' (hyper and h2 log every
+/// HTTP/2 frame at DEBUG) from INFO only, so the debug log stays readable
+/// and their per-frame events cost nothing.
+fn library_filter() -> tracing_subscriber::filter::Targets {
+    tracing_subscriber::filter::Targets::new()
+        .with_default(Level::DEBUG)
+        .with_target("h2", Level::INFO)
+        .with_target("hyper", Level::INFO)
+        .with_target("hyper_util", Level::INFO)
 }
 
 /// Whether a line at `severity` would be written.
