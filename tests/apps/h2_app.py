@@ -1,6 +1,6 @@
 """Routes for the HTTP/2 tests (tests/test_http2.py).
 
-GET /env                 the CGI variables the tests look at, as JSON
+GET /env...              the CGI variables the tests look at, as JSON
 POST /sha                {"sha256": hex, "length": N} of the request body
 GET /stream?n=N&size=S   a generator: N chunks of S bytes (b"0123456789" repeated)
 GET /endless?id=X        chunks of 16 KiB until the client goes away (at most 64 MiB);
@@ -77,7 +77,7 @@ def _abort():
 def app(environ, start_response):
     path = environ["PATH_INFO"]
     q = {k: v[0] for k, v in parse_qs(environ.get("QUERY_STRING", "")).items()}
-    if path == "/env":
+    if path.startswith("/env"):
         return _json(start_response, {k: environ.get(k) for k in ENV_KEYS})
     if path == "/sha":
         body = environ["wsgi.input"].read()
