@@ -608,3 +608,31 @@ def test_access_log_has_one_line_per_stream(start_server):
     client.close()
     assert server.wait_for_log(r'"GET /env\?n=1 HTTP/2.0" 200 \d+ "-" "-"')
     assert server.wait_for_log(r'"GET /stream\?n=2&size=10 HTTP/2.0" 200 20 ')
+
+
+def test_an_idle_connection_is_sent_goaway_after_keep_alive(start_server):
+    server = start_server(APP, "--workers", "0", "--keep-alive", "1")
+    raw = RawConnection(server)
+    raw.get(1, "/env")
+    assert raw.read(lambda: 1 in raw.heads)
+    answered = time.monotonic()
+    raw.read(lambda: False, timeout=6)  # until the server closes
+    assert raw.closed and raw.goaways() and raw.goaways()[-1] == (1, 0), raw.goaways()
+    assert 0.8 < time.monotonic() - answered < 5
+    raw.sock.close()
+
+
+@needs_curl
+def test_h2c_on_a_unix_socket(start_server, tmp_path):
+    path = tmp_path / "s.sock"
+    server = start_server(APP, "--workers", "0", "--bind", f"unix:{path}", bind=False,
+                          ready=False)  # fmt: skip
+    server.wait_for_log("Listening at: unix:")
+    done = subprocess.run(
+        [CURL, "-sS", "--http2-prior-knowledge", "--unix-socket", str(path),
+         "http://app.example/env"],
+        capture_output=True, timeout=30,
+    )  # fmt: skip
+    env = json.loads(done.stdout)
+    assert env["SERVER_PROTOCOL"] == "HTTP/2"
+    assert env["HTTP_HOST"] == "app.example" and env["SERVER_NAME"] == "app.example"

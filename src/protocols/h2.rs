@@ -143,7 +143,7 @@ struct StreamCtx {
 #[derive(Debug)]
 struct Activity {
     state: Mutex<ActivityState>,
-    /// Woken when the last open stream ends.
+    /// Woken when the last open stream ends (the idle deadline moves).
     quiet: Notify,
 }
 
@@ -235,12 +235,12 @@ where
         tokio::select! {
             ended = connection.as_mut() => {
                 if let Err(e) = ended {
-                    tracing::debug!("{}: HTTP/2 connection ended: {e}", peer_name(peer));
+                    tracing::debug!("{}: HTTP/2 connection ended: {}", peer_name(peer), why(&e));
                 }
                 return;
             }
             () = stop.as_mut(), if going_away.is_none() => {}
-            () = activity.quiet.notified(), if deadline.is_none() => {}
+            () = activity.quiet.notified() => {} // the deadline moves
             () = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)),
                 if deadline.is_some() =>
             {
@@ -255,6 +255,19 @@ where
             }
         }
     }
+}
+
+/// An error and its causes, for the debug log (hyper's own message is
+/// only "http2 error"; h2's cause names the frame and the reason).
+fn why(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
 }
 
 /// The client's address for log lines.

@@ -153,7 +153,9 @@ async fn serve<S>(
     let shared = ctx.shared.clone();
     match protocol {
         Protocol::Http => match speaks_h2(&stream, &shared).await {
-            Some(true) => protocols::h2::serve(stream, conn, shared).await,
+            // Boxed: an HTTP/2 connection's state is large, and would
+            // otherwise grow every HTTP/1.1 connection's future too (c10k).
+            Some(true) => Box::pin(protocols::h2::serve(stream, conn, shared)).await,
             Some(false) => http1::conn::serve(stream, conn, shared).await,
             None => {}
         },
