@@ -288,6 +288,14 @@ def test_a_host_field_naming_another_authority_is_refused(server):
     raw.sock.close()
 
 
+def test_cookie_fields_are_joined_as_http1_sends_them(server):
+    client = Client(server)
+    crumbs = [("cookie", "a=1"), ("cookie", "b=2"), ("cookie", "c=3")]
+    status, _, body = client.response(client.request("/env", headers=crumbs))
+    assert status == 200 and json.loads(body)["HTTP_COOKIE"] == "a=1; b=2; c=3"
+    client.close()
+
+
 @needs_curl
 def test_post_of_a_few_mib_keeps_its_sha256(server, tmp_path):
     data = os.urandom(3 * 1024 * 1024 + 123)  # past body_buffer_size: spilled to a file

@@ -21,6 +21,7 @@ ENV_KEYS = (
     "REQUEST_METHOD",
     "SERVER_PROTOCOL",
     "HTTP_HOST",
+    "HTTP_COOKIE",
     "SERVER_NAME",
     "SERVER_PORT",
     "PATH_INFO",

@@ -6,6 +6,9 @@
 //!   environ gets HTTP_HOST and SERVER_NAME from it); a `Host` that names
 //!   another authority is a malformed request (RFC 9113 §8.3.1): 400. The
 //!   target goes across in origin-form (`:path`), as HTTP/1.1's does.
+//! - Cookie fields, which HTTP/2 clients may split one per cookie, are
+//!   joined with "; " into one (RFC 9113 §8.2.3), as HTTP/1.1 sends them:
+//!   HTTP_COOKIE is what an application expects.
 //! - The head keeps the HTTP/1.1 limits (414, 431); the body is buffered
 //!   whole before dispatch (413 past `max_body_size`, 408 when it stalls).
 //! - Response fields are the application's minus the connection-specific
@@ -32,13 +35,14 @@ use crate::protocols::body::{BodyError, BodyLimits, BodySink};
 use crate::protocols::{Limits, Settings, Shared};
 
 /// Fields that are meaningful only to one HTTP/1.1 connection, which an
-/// HTTP/2 message must not carry (RFC 9113 §8.2.2).
-const CONNECTION_SPECIFIC: [HeaderName; 5] = [
+/// HTTP/2 response must not carry (RFC 9113 §8.2.2; TE only in requests).
+const CONNECTION_SPECIFIC: [HeaderName; 6] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     header::TRANSFER_ENCODING,
     header::UPGRADE,
     HeaderName::from_static("proxy-connection"),
+    header::TE,
 ];
 
 /// A request the server answers itself: the status and why (for the debug
@@ -90,6 +94,7 @@ async fn answer(
 /// The head's checks and rewrites: limits, `Host` from `:authority`, the
 /// target in origin-form.
 fn prepare(parts: &mut Parts, limits: &Limits) -> Result<(), Refusal> {
+    join_cookies(&mut parts.headers);
     check_limits(parts, limits)?;
     if let Some(authority) = parts.uri.authority() {
         let value = HeaderValue::from_str(authority.as_str())
@@ -113,6 +118,23 @@ fn prepare(parts: &mut Parts, limits: &Limits) -> Result<(), Refusal> {
         }
     }
     Ok(())
+}
+
+/// Joins the `cookie` fields into one, separated by "; " (RFC 9113 §8.2.3).
+fn join_cookies(headers: &mut HeaderMap) {
+    let mut crumbs = headers.get_all(header::COOKIE).iter();
+    let (Some(first), Some(_)) = (crumbs.next(), crumbs.next()) else {
+        return; // none, or one: nothing to join
+    };
+    let mut joined = first.as_bytes().to_vec();
+    for crumb in headers.get_all(header::COOKIE).iter().skip(1) {
+        joined.extend_from_slice(b"; ");
+        joined.extend_from_slice(crumb.as_bytes());
+    }
+    // Valid field values joined by "; " make a valid field value.
+    if let Ok(value) = HeaderValue::from_bytes(&joined) {
+        headers.insert(header::COOKIE, value);
+    }
 }
 
 /// The HTTP/1.1 head limits, applied to HTTP/2's head: the `:path` like a
@@ -261,6 +283,17 @@ mod tests {
         let mut p = parts("http://example.com/", Some("evil.example"));
         let refused = prepare(&mut p, &Limits::default()).err().unwrap();
         assert_eq!(refused.0, StatusCode::BAD_REQUEST);
+    }
+
+    #[test]
+    fn cookie_crumbs_are_joined() {
+        let mut p = parts("http://h/", None);
+        for crumb in ["a=1", "b=2", "c=3"] {
+            p.headers.append("cookie", HeaderValue::from_static(crumb));
+        }
+        prepare(&mut p, &Limits::default()).ok().unwrap();
+        let cookies: Vec<_> = p.headers.get_all("cookie").iter().collect();
+        assert_eq!(cookies, ["a=1; b=2; c=3"]);
     }
 
     #[test]
