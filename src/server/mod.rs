@@ -178,17 +178,19 @@ async fn speaks_h2<S: proxy::Readable>(stream: &S, shared: &Shared) -> Option<bo
     }
     let settings = &shared.settings;
     let mut deadline = tokio::time::Instant::now() + settings.header_timeout;
-    let mut stopping = shared.shutdown.is_triggered();
+    let stop = shared.shutdown.stopped();
+    tokio::pin!(stop);
+    let mut stopping = false;
     let mut start = [0u8; protocols::h2::PREFACE.len()];
     loop {
-        if stopping {
+        if !stopping && shared.shutdown.is_triggered() {
+            stopping = true;
             deadline = deadline.min(tokio::time::Instant::now() + settings.drain);
         }
-        let stop = shared.shutdown.stopped();
         let peeked = tokio::select! {
             ready = stream.readable_again() => ready.and_then(|()| stream.try_peek(&mut start)),
             () = tokio::time::sleep_until(deadline) => return None,
-            () = stop, if !stopping => { stopping = true; continue; }
+            () = stop.as_mut(), if !stopping => continue,
         };
         let n = match peeked {
             Ok(0) => return None,
