@@ -292,6 +292,41 @@ mod tests {
         assert_eq!(preface_verdict(b"PRI * HTTP/1.1\r\n"), Some(false));
     }
 
+    fn settings() -> Settings {
+        Settings {
+            limits: Limits::default(),
+            keep_alive: Duration::from_secs(5),
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            max_body_size: 1 << 20,
+            body_buffer_size: 1 << 16,
+            drain: Duration::from_secs(2),
+            http: crate::protocols::HttpVersions::Auto,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_idle_deadline_follows_the_streams() {
+        let (s, activity) = (settings(), Activity::new());
+        let born = Instant::now();
+        assert_eq!(
+            activity.idle_deadline(&s, None),
+            Some(born + s.header_timeout)
+        );
+        activity.opened();
+        activity.opened();
+        assert_eq!(activity.idle_deadline(&s, None), None);
+        tokio::time::advance(Duration::from_secs(3)).await;
+        activity.closed();
+        assert_eq!(activity.idle_deadline(&s, None), None); // one still open
+        activity.closed();
+        let quiet = Instant::now();
+        assert_eq!(activity.idle_deadline(&s, None), Some(quiet + s.keep_alive));
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let stop = Instant::now();
+        assert_eq!(activity.idle_deadline(&s, Some(stop)), Some(stop + s.drain));
+    }
+
     #[test]
     fn the_header_list_size_follows_the_head_limits() {
         assert_eq!(header_list_size(&Limits::default()), 64 * 1024);
