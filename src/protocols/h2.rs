@@ -149,8 +149,14 @@ struct Activity {
 
 #[derive(Debug)]
 struct ActivityState {
+    /// Streams begun and not yet ended: while any is, the connection is
+    /// not idle.
     open: usize,
+    /// When a stream last began or ended (the connection's start before
+    /// the first): the idle time runs from it.
     last: Instant,
+    /// Whether a stream was ever opened: before the first, the idle limit
+    /// is `header_timeout` (as for HTTP/1.1), then `keep_alive`.
     served: bool,
 }
 
@@ -192,7 +198,8 @@ impl Activity {
     }
 
     /// When the connection will have been idle too long: `None` while a
-    /// stream is open. `since`: no earlier than this (a graceful stop).
+    /// stream is open. `going_away`: when GOAWAY was sent (a graceful stop,
+    /// or the idle limit), after which the drain period applies.
     fn idle_deadline(&self, settings: &Settings, going_away: Option<Instant>) -> Option<Instant> {
         self.with(|s| {
             if s.open > 0 {
