@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::protocols::http1::Limits;
+use crate::protocols::HttpVersions;
 
 /// The forms `--bind` accepts, for error messages.
 pub const BIND_FORMS: &str = "HOST:PORT, [IPv6]:PORT, :PORT (all IPv4 interfaces), HOST \
@@ -279,7 +280,7 @@ impl std::error::Error for ConfigError {}
 /// The keys of the options dict `_ferrowsgi.Server` takes: each one must be
 /// present (the options table in `python/ferrowsgi/options.py` holds the
 /// defaults, so there is one set of them) and no other is accepted.
-pub const KEYS: [&str; 21] = [
+pub const KEYS: [&str; 22] = [
     "bind",
     "backlog",
     "unix_socket_mode",
@@ -301,6 +302,7 @@ pub const KEYS: [&str; 21] = [
     "forwarded_allow_ips",
     "proxy_protocol",
     "proxy_allow_from",
+    "http",
 ];
 
 /// The server's options, validated. The options table documents each one.
@@ -349,6 +351,8 @@ pub struct ServerConfig {
     pub proxy_protocol: bool,
     /// Peers allowed to send a PROXY protocol header.
     pub proxy_allow_from: TrustList,
+    /// Which HTTP versions HTTP listeners speak (`--http auto|1|2`).
+    pub http: HttpVersions,
 }
 
 impl ServerConfig {
@@ -378,6 +382,7 @@ impl ServerConfig {
             forwarded_allow_ips: TrustList::default(),
             proxy_protocol: false,
             proxy_allow_from: TrustList::default(),
+            http: HttpVersions::Auto,
         }
     }
 
@@ -407,6 +412,7 @@ impl ServerConfig {
             format!("{:?}", self.forwarded_allow_ips),
             self.proxy_protocol.to_string(),
             format!("{:?}", self.proxy_allow_from),
+            self.http.as_str().to_owned(),
         ];
         KEYS.iter()
             .zip(values)

@@ -93,14 +93,28 @@ pub fn init(level: Severity, access_log: Option<&str>) -> io::Result<()> {
     };
     *ACCESS.lock().unwrap_or_else(|e| e.into_inner()) = out;
     TRACING.get_or_init(|| {
+        use tracing_subscriber::layer::SubscriberExt;
         let subscriber = tracing_subscriber::fmt()
             .with_max_level(Level::DEBUG)
+            .with_ansi(false)
             .event_format(LineFormat)
             .with_writer(io::stderr)
-            .finish();
+            .finish()
+            .with(library_filter());
         let _ = tracing::subscriber::set_global_default(subscriber);
     });
     Ok(())
+}
+
+/// Our own events down to DEBUG; the libraries' (hyper and h2 log every
+/// HTTP/2 frame at DEBUG) from INFO only, so the debug log stays readable
+/// and their per-frame events cost nothing.
+fn library_filter() -> tracing_subscriber::filter::Targets {
+    tracing_subscriber::filter::Targets::new()
+        .with_default(Level::DEBUG)
+        .with_target("h2", Level::INFO)
+        .with_target("hyper", Level::INFO)
+        .with_target("hyper_util", Level::INFO)
 }
 
 /// Whether a line at `severity` would be written.
@@ -145,6 +159,36 @@ pub struct AccessRecord {
     pub user_agent: String,
     /// Time from the request head to the end of the response.
     pub duration: Duration,
+}
+
+impl AccessRecord {
+    /// The record of a request whose head just arrived from `peer` (`None`:
+    /// a unix socket client); status, bytes and duration are filled in
+    /// when it is answered. Every engine makes its records here.
+    pub fn new(
+        method: &http::Method,
+        uri: &http::Uri,
+        version: http::Version,
+        headers: &http::HeaderMap,
+        peer: Option<std::net::SocketAddr>,
+    ) -> Self {
+        let header = |name| {
+            headers
+                .get(name)
+                .map(|v: &http::HeaderValue| String::from_utf8_lossy(v.as_bytes()).into_owned())
+                .unwrap_or_else(|| "-".to_owned())
+        };
+        AccessRecord {
+            remote: peer.map_or_else(|| "-".to_owned(), |p| p.ip().to_string()),
+            started: SystemTime::now(),
+            request_line: format!("{method} {uri} {version:?}"),
+            status: 0,
+            bytes: 0,
+            referer: header(http::header::REFERER),
+            user_agent: header(http::header::USER_AGENT),
+            duration: Duration::ZERO,
+        }
+    }
 }
 
 /// Writes one access-log line (no-op when the access log is off).

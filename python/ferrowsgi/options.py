@@ -190,6 +190,12 @@ def _choice(*choices: str) -> Kind:
     return Kind(parse, "str")
 
 
+def _http(raw: Any) -> str:
+    """Which HTTP versions: "auto", "1" or "2" (the numbers 1 and 2 too)."""
+    value = str(raw) if isinstance(raw, int) and not isinstance(raw, bool) else raw
+    return _choice("auto", "1", "2").parse(value)
+
+
 def _path(raw: Any) -> str:
     if isinstance(raw, os.PathLike):
         raw = os.fspath(raw)
@@ -260,6 +266,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("unix_socket_mode", Kind(_mode, "int", "int | str"), 0o660,
             "permission bits of unix:PATH socket files, in octal (660: owner and group, "
             "e.g. nginx's, may connect)", metavar="MODE", rust=True),
+    Setting("http", Kind(_http, "str", "str | int"), "auto",
+            "HTTP versions on HTTP listeners: auto (HTTP/1.1, and HTTP/2 for clients that "
+            "start with its preface: h2c with prior knowledge; h2 by ALPN over TLS), 1 "
+            "(HTTP/1.1 only) or 2 (HTTP/2 only)", metavar="VERSIONS", rust=True),
     Setting("reuse_port", BOOLEAN, False,
             "give each worker its own SO_REUSEPORT socket instead of sharing one",
             boolean=True),

@@ -11,6 +11,7 @@ use pyo3::types::PyDict;
 
 use crate::config::{seconds, Bind, ConfigError, ServerConfig, TrustList, KEYS};
 use crate::protocols::http1::Limits;
+use crate::protocols::HttpVersions;
 
 /// Builds the configuration from the options dict.
 ///
@@ -65,6 +66,8 @@ pub fn parse(dict: &Bound<'_, PyDict>) -> PyResult<ServerConfig> {
         forwarded_allow_ips: trust("forwarded_allow_ips")?,
         proxy_protocol: get("proxy_protocol")?.extract()?,
         proxy_allow_from: trust("proxy_allow_from")?,
+        http: HttpVersions::parse(&get("http")?.extract::<String>()?)
+            .map_err(PyValueError::new_err)?,
     };
     config.validate().map_err(config_error)?;
     Ok(config)

@@ -6,12 +6,15 @@
 //! - [`uwsgi`], [`fastcgi`]: the protocols nginx and Apache speak to an
 //!   application server; [`cgi`] turns the variables both send into a
 //!   request.
+//! - [`h2`]: HTTP/2 (hyper's server), for h2c with prior knowledge and h2
+//!   by ALPN over TLS.
 //! - [`body`]: request-body buffering shared by every engine (memory, then
 //!   a temporary file, refused beyond the limit).
 
 pub mod body;
 pub mod cgi;
 pub mod fastcgi;
+pub mod h2;
 pub mod http1;
 pub mod uwsgi;
 
@@ -53,4 +56,45 @@ pub struct Settings {
     /// On a graceful stop, how long an idle keep-alive connection stays
     /// open for one more request (served with `Connection: close`).
     pub drain: Duration,
+    /// Which HTTP versions an HTTP listener speaks (`--http`).
+    pub http: HttpVersions,
+}
+
+/// Which HTTP versions an HTTP listener speaks (`--http auto|1|2`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HttpVersions {
+    /// HTTP/1.1, and HTTP/2 when the client asks for it: h2c with prior
+    /// knowledge on plain listeners (RFC 9113 §3.3), `h2` by ALPN over TLS
+    /// (§3.2).
+    #[default]
+    Auto,
+    /// HTTP/1.1 only (HTTP/1.0 too).
+    Http1,
+    /// HTTP/2 only: every connection of a plain listener must start with the
+    /// client preface; ALPN offers only `h2` over TLS.
+    Http2,
+}
+
+impl HttpVersions {
+    /// Parses an `--http` value: `auto`, `1` or `2`.
+    ///
+    /// # Errors
+    /// The value itself, when it is none of those.
+    pub fn parse(value: &str) -> Result<Self, String> {
+        match value.trim() {
+            "auto" => Ok(HttpVersions::Auto),
+            "1" => Ok(HttpVersions::Http1),
+            "2" => Ok(HttpVersions::Http2),
+            _ => Err(format!("--http takes auto, 1 or 2, not {value:?}")),
+        }
+    }
+
+    /// The `--http` value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HttpVersions::Auto => "auto",
+            HttpVersions::Http1 => "1",
+            HttpVersions::Http2 => "2",
+        }
+    }
 }

@@ -22,7 +22,7 @@ use crate::config::{Protocol, ServerConfig, TrustList};
 use crate::exchange::{Connection, Dispatch, LocalAddr};
 use crate::middleware::forwarded::Forwarded;
 use crate::protocols::http1::conn::Transport;
-use crate::protocols::{self, http1, Settings, Shared};
+use crate::protocols::{self, http1, HttpVersions, Settings, Shared};
 use crate::server::listener::{Accepted, Listener};
 use crate::shutdown::ShutdownSignal;
 
@@ -67,6 +67,7 @@ impl ServerCtx {
                 .keep_alive
                 .max(MIN_DRAIN)
                 .min(config.graceful_timeout),
+            http: config.http,
         };
         ServerCtx {
             shared: Arc::new(Shared {
@@ -151,11 +152,64 @@ async fn serve<S>(
     let conn = Connection::plain(peer, local);
     let shared = ctx.shared.clone();
     match protocol {
-        Protocol::Http => http1::conn::serve(stream, conn, shared).await,
+        Protocol::Http => match speaks_h2(&stream, &shared).await {
+            // Boxed: an HTTP/2 connection's state is large, and would
+            // otherwise grow every HTTP/1.1 connection's future too (c10k).
+            Some(true) => Box::pin(protocols::h2::serve(stream, conn, shared)).await,
+            Some(false) => http1::conn::serve(stream, conn, shared).await,
+            None => {}
+        },
         Protocol::Uwsgi => protocols::uwsgi::serve(stream, conn, shared).await,
         Protocol::FastCgi => protocols::fastcgi::serve(stream, conn, shared).await,
     }
 }
+
+/// Whether a plain HTTP connection is served as HTTP/2 (`--http`): with
+/// `auto`, when it starts with the client preface (h2c with prior knowledge,
+/// RFC 9113 §3.3), peeked at without taking a byte. Bytes that stop
+/// matching the preface decide for HTTP/1.1 at once; only a proper prefix of
+/// it waits for more. `None`: the client left, or sent nothing within the
+/// header timeout (or the drain period, once stopping): close.
+async fn speaks_h2<S: proxy::Readable>(stream: &S, shared: &Shared) -> Option<bool> {
+    match shared.settings.http {
+        HttpVersions::Http1 => return Some(false),
+        HttpVersions::Http2 => return Some(true),
+        HttpVersions::Auto => {}
+    }
+    let settings = &shared.settings;
+    let mut deadline = tokio::time::Instant::now() + settings.header_timeout;
+    let stop = shared.shutdown.stopped();
+    tokio::pin!(stop);
+    let mut stopping = false;
+    let mut start = [0u8; protocols::h2::PREFACE.len()];
+    loop {
+        if !stopping && shared.shutdown.is_triggered() {
+            stopping = true;
+            deadline = deadline.min(tokio::time::Instant::now() + settings.drain);
+        }
+        let peeked = tokio::select! {
+            ready = stream.readable_again() => ready.and_then(|()| stream.try_peek(&mut start)),
+            () = tokio::time::sleep_until(deadline) => return None,
+            () = stop.as_mut(), if !stopping => continue,
+        };
+        let n = match peeked {
+            Ok(0) => return None,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(_) => return None,
+        };
+        match protocols::h2::preface_verdict(&start[..n]) {
+            Some(h2) => return Some(h2),
+            // Part of the preface: the bytes stay queued, so readiness
+            // would not wait; look again shortly.
+            None => tokio::time::sleep(PREFACE_RETRY).await,
+        }
+    }
+}
+
+/// How long to wait before peeking again at a connection that sent part of
+/// the HTTP/2 preface (a client split it; rare).
+const PREFACE_RETRY: Duration = Duration::from_millis(5);
 
 /// Accepts connections until the stop, then serves the ones already queued
 /// (see [`Listener::take_queued`]) and lets the socket go.

@@ -22,10 +22,9 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant as StdInstant, SystemTime};
+use std::time::{Duration, Instant as StdInstant};
 
 use bytes::{Bytes, BytesMut};
-use http::header::{REFERER, USER_AGENT};
 use http::{Method, StatusCode, Version};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpStream, UnixStream};
@@ -314,7 +313,15 @@ impl<S: Transport> Conn<S> {
             keep_alive: head.keep_alive
                 && !self.shared.settings.keep_alive.is_zero()
                 && head.method != Method::CONNECT,
-            access: log::access_enabled().then(|| access_record(&head, self.conn.peer)),
+            access: log::access_enabled().then(|| {
+                AccessRecord::new(
+                    &head.method,
+                    &head.uri,
+                    head.version,
+                    &head.headers,
+                    self.conn.peer,
+                )
+            }),
         };
         self.state.on(state::Event::Dispatched);
         let started = StdInstant::now();
@@ -734,25 +741,6 @@ fn peer_name(peer: Option<SocketAddr>) -> String {
     peer.map_or_else(|| "unix socket".to_owned(), |p| p.to_string())
 }
 
-fn access_record(head: &Head, peer: Option<SocketAddr>) -> AccessRecord {
-    let header = |name| {
-        head.headers
-            .get(name)
-            .map(|v: &http::HeaderValue| String::from_utf8_lossy(v.as_bytes()).into_owned())
-            .unwrap_or_else(|| "-".to_owned())
-    };
-    AccessRecord {
-        remote: peer.map_or_else(|| "-".to_owned(), |p| p.ip().to_string()),
-        started: SystemTime::now(),
-        request_line: format!("{} {} {:?}", head.method, head.uri, head.version),
-        status: 0,
-        bytes: 0,
-        referer: header(REFERER),
-        user_agent: header(USER_AGENT),
-        duration: Duration::ZERO,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -788,6 +776,7 @@ mod tests {
                 max_body_size: 1 << 20,
                 body_buffer_size: 1 << 20,
                 drain: Duration::from_secs(5),
+                http: crate::protocols::HttpVersions::Auto,
             };
             let shared = Arc::new(Shared {
                 settings: Arc::new(settings),
