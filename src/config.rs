@@ -669,6 +669,71 @@ mod tests {
     }
 
     #[test]
+    fn tls_options_come_in_consistent_sets() {
+        let from = |c, k, ca, reqs, v| TlsOptions::from_values(c, k, ca, reqs, v);
+        assert_eq!(from(None, None, None, "none", "1.2"), Ok(None));
+        let tls = from(
+            Some("c.pem"),
+            Some("k.pem"),
+            Some("ca.pem"),
+            "optional",
+            "1.3",
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(tls.cert_reqs, CertReqs::Optional);
+        assert_eq!(tls.min_version, TlsVersion::Tls13);
+        assert_eq!(tls.ca_certs, Some(PathBuf::from("ca.pem")));
+        for (c, k, ca, reqs, v, says) in [
+            (
+                Some("c"),
+                None,
+                None,
+                "none",
+                "1.2",
+                "--certfile needs --keyfile",
+            ),
+            (
+                None,
+                Some("k"),
+                None,
+                "none",
+                "1.2",
+                "--keyfile needs --certfile",
+            ),
+            (None, None, Some("ca"), "none", "1.2", "need TLS"),
+            (None, None, None, "required", "1.2", "need TLS"),
+            (
+                Some("c"),
+                Some("k"),
+                None,
+                "required",
+                "1.2",
+                "needs --ca-certs",
+            ),
+            (
+                Some("c"),
+                Some("k"),
+                None,
+                "sometimes",
+                "1.2",
+                "--cert-reqs",
+            ),
+            (
+                Some("c"),
+                Some("k"),
+                None,
+                "none",
+                "1.1",
+                "--ssl-min-version",
+            ),
+        ] {
+            let err = from(c, k, ca, reqs, v).unwrap_err();
+            assert!(err.0.contains(says), "{err}");
+        }
+    }
+
+    #[test]
     fn validates_ranges() {
         let cfg = ServerConfig {
             threads: 0,
