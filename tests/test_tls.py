@@ -15,6 +15,7 @@ import http.client
 import json
 import os
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
@@ -23,7 +24,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import APPS, ROOT, wait_for_log_line
+from conftest import APPS, ROOT, wait_for_log_line, wait_until
 
 APP = "tls_app:app"
 OPENSSL = shutil.which("openssl")
@@ -165,6 +166,19 @@ def test_each_pem_key_form_serves(start_server, pki, cert, key):
     assert env["wsgi.url_scheme"] == "https" and env["HTTPS"] == "on"
 
 
+@pytest.mark.skipif(CURL is None, reason="curl not installed")
+def test_tls_on_a_unix_socket(start_server, pki, tmp_path):
+    path = tmp_path / "tls.sock"
+    start_server(APP, "--workers", "0", "--bind", f"unix:{path}", *tls_args(pki))
+    out = subprocess.run(
+        [CURL, "-sS", "--http1.1", "--cacert", str(pki / "ca.pem"), "--unix-socket", str(path),
+         "https://localhost/"],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["wsgi.url_scheme"] == "https"
+
+
 def test_keep_alive_over_tls(tls_server, pki):
     conn = http.client.HTTPSConnection("localhost", tls_server.port, context=client_context(pki))
     try:
@@ -279,6 +293,44 @@ def test_ssl_min_version_13_refuses_a_tls12_client(start_server, pki):
     server = start_server(APP, "--workers", "0", *tls_args(pki), "--ssl-min-version", "1.3")
     with pytest.raises(ssl.SSLError):
         handshake(server, tls12_only(pki)).close()
+    assert get_json(server, client_context(pki))["HTTPS"] == "on"
+
+
+# --- files: relative paths, reload ----------------------------------------------------
+
+
+def served_cert(server, pki: Path) -> bytes:
+    with handshake(server, client_context(pki)) as tls:
+        return tls.getpeercert(binary_form=True)
+
+
+def der_of(pem: Path) -> bytes:
+    return ssl.PEM_cert_to_DER_cert(pem.read_text())
+
+
+def test_relative_paths_hold_after_chdir(start_server, pki, tmp_path):
+    server = start_server(APP, "--certfile", "server.pem", "--keyfile", "server.key",
+                          "--chdir", str(tmp_path), cwd=pki)  # fmt: skip
+    assert get_json(server, client_context(pki))["HTTPS"] == "on"
+
+
+def test_reload_takes_a_renewed_certificate_and_keeps_serving_on_a_bad_one(
+    start_server, pki, tmp_path
+):
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    shutil.copy(pki / "server.pem", cert)
+    shutil.copy(pki / "server.key", key)
+    server = start_server(APP, "--certfile", str(cert), "--keyfile", str(key))
+    assert served_cert(server, pki) == der_of(pki / "server.pem")
+    shutil.copy(pki / "server-ec.pem", cert)  # renewed: another certificate and key
+    shutil.copy(pki / "server-ec.key", key)
+    server.proc.send_signal(signal.SIGHUP)
+    renewed = der_of(pki / "server-ec.pem")
+    assert wait_until(lambda: served_cert(server, pki) == renewed, timeout=20)
+    shutil.copy(pki / "client.key", key)  # a key that does not match
+    server.proc.send_signal(signal.SIGHUP)
+    wait_for_log_line(server, r"Reload failed: --keyfile .*does not match")
+    assert served_cert(server, pki) == renewed
     assert get_json(server, client_context(pki))["HTTPS"] == "on"
 
 

@@ -485,6 +485,9 @@ def load(
 
 def _check_combinations(values: dict[str, Any], origins: dict[str, str], warnings: list) -> None:
     """Refuse combinations that cannot work; never ignore an option silently."""
+    for name in TLS_OPTIONS[:3]:  # files: as found from here, whatever --chdir says
+        if values[name] is not None:
+            values[name] = os.path.abspath(values[name])
     try:  # the files are read and the TLS configuration built, as the server will
         check_tls(*(values[name] for name in TLS_OPTIONS))
     except ValueError as e:
