@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import APPS, ROOT, wait_for_log_line, wait_until
+from conftest import APPS, ROOT, decode_chunked, split_head, wait_for_log_line, wait_until
 
 APP = "tls_app:app"
 OPENSSL = shutil.which("openssl")
@@ -202,8 +202,13 @@ def test_large_upload_keeps_its_sha256(tls_server, pki):
     assert env["sha256"] == hashlib.sha256(body).hexdigest()
 
 
+def expected_download(size: int) -> bytes:
+    pattern = bytes(range(256)) * 256
+    return (pattern * (size // len(pattern) + 1))[:size]
+
+
 def test_large_streamed_download_arrives_whole(tls_server, pki):
-    size = 4 * 1024 * 1024 + 7
+    size = 8 * 1024 * 1024 + 7
     conn = http.client.HTTPSConnection("localhost", tls_server.port, context=client_context(pki))
     try:
         conn.request("GET", f"/download/{size}")
@@ -211,10 +216,29 @@ def test_large_streamed_download_arrives_whole(tls_server, pki):
         data = resp.read()
     finally:
         conn.close()
-    pattern = bytes(range(256)) * 256
-    expected = (pattern * (size // len(pattern) + 1))[:size]
     assert resp.status == 200
-    assert len(data) == size and hashlib.sha256(data).digest() == hashlib.sha256(expected).digest()
+    assert len(data) == size and data == expected_download(size)
+
+
+def test_a_slow_reader_gets_the_whole_response(tls_server, pki):
+    """A small receive window and a slow reader keep the server's writes waiting to
+    the very end: the last TLS records must still go out (nothing left in rustls)."""
+    size = 2 * 1024 * 1024 + 7
+    raw = socket.socket()
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+    raw.settimeout(10)
+    raw.connect(("127.0.0.1", tls_server.port))
+    with client_context(pki).wrap_socket(raw, server_hostname="localhost") as tls:
+        tls.sendall(f"GET /download/{size} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
+        received = b""
+        while not received.endswith(b"\r\n0\r\n\r\n"):
+            piece = tls.recv(8192)  # times out (fails) if the end never comes
+            assert piece, "connection closed before the end of the response"
+            received += piece
+            time.sleep(0.001)
+    _, _, rest = split_head(received)
+    body, complete = decode_chunked(rest)
+    assert complete and body == expected_download(size)
 
 
 def test_alpn_offers_h2_then_http11(tls_server, pki):

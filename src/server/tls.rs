@@ -432,3 +432,144 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for TlsTransport<S> {
         self.stream().poll_shutdown(cx)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::TlsOptions;
+    use crate::exchange::{
+        BodySource, Connection, Dispatch, Job, LocalAddr, ResponseHeaders, ResponseStart, Stopped,
+    };
+    use crate::protocols::{Limits, Settings, Shared};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    const BODY: usize = 300 * 1024;
+
+    fn fixture(name: &str) -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data/tls")
+            .join(name)
+    }
+
+    /// Answers every request with `BODY` bytes.
+    struct Answer;
+    impl Dispatch for Answer {
+        fn dispatch(&self, job: Job) -> Result<(), Stopped> {
+            let mut headers = ResponseHeaders::default();
+            headers.set_content_length(BODY as u64);
+            let _ = job.reply.send(ResponseStart {
+                status: http::StatusCode::OK,
+                reason: None,
+                headers,
+                body: BodySource::Full(Bytes::from(vec![b'x'; BODY])),
+            });
+            Ok(())
+        }
+    }
+
+    fn shared() -> Arc<Shared> {
+        let (trigger, shutdown) = crate::shutdown::channel();
+        std::mem::forget(trigger); // never stops
+        let secs = Duration::from_secs(5);
+        Arc::new(Shared {
+            settings: Arc::new(Settings {
+                limits: Limits::default(),
+                keep_alive: secs,
+                header_timeout: secs,
+                body_timeout: secs,
+                max_body_size: 1 << 20,
+                body_buffer_size: 1 << 20,
+                drain: secs,
+            }),
+            dispatch: Arc::new(Answer),
+            shutdown,
+        })
+    }
+
+    fn client() -> tokio_rustls::TlsConnector {
+        let mut roots = RootCertStore::empty();
+        for cert in read_certs("ca", &fixture("ca.pem")).expect("CA") {
+            roots.add(cert).expect("CA");
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        tokio_rustls::TlsConnector::from(Arc::new(config))
+    }
+
+    /// Reads `count` responses of `BODY` bytes (head, then the body).
+    async fn read_responses<R: AsyncRead + Unpin>(io: &mut R, count: usize) -> usize {
+        let mut data = Vec::new();
+        let mut chunk = vec![0; 8192];
+        let mut seen = 0;
+        while seen < count {
+            let n = io.read(&mut chunk).await.expect("read");
+            assert!(n > 0, "closed after {seen} responses");
+            data.extend_from_slice(&chunk[..n]);
+            while let Some(end) = data.windows(4).position(|w| w == b"\r\n\r\n") {
+                if data.len() < end + 4 + BODY {
+                    break;
+                }
+                assert!(data.starts_with(b"HTTP/1.1 200 OK\r\n"));
+                data.drain(..end + 4 + BODY);
+                seen += 1;
+            }
+        }
+        seen
+    }
+
+    /// Through a pipe that holds only 1 KiB, every write waits: the end of
+    /// each response must still go out (the engine flushes what rustls
+    /// holds), and pipelined requests read ahead into the stash are served.
+    #[test]
+    fn responses_through_a_narrow_pipe_arrive_whole() {
+        let tls = Tls::load(TlsOptions {
+            certfile: fixture("server.pem"),
+            keyfile: fixture("server.key"),
+            ca_certs: None,
+            cert_reqs: CertReqs::None,
+            min_version: TlsVersion::Tls12,
+        })
+        .expect("fixture certificate");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let (client_io, server_io) = tokio::io::duplex(1024);
+            let acceptor = Acceptor::new(&tls);
+            let server = tokio::spawn(async move {
+                let secs = Duration::from_secs(5);
+                let accepted = acceptor
+                    .accept(server_io, secs, None)
+                    .await
+                    .expect("handshake");
+                assert!(!accepted.h2);
+                let local = Arc::new(LocalAddr::Unix("test".into()));
+                let conn = Connection::plain(None, local);
+                let transport = TlsTransport::new(accepted.stream);
+                crate::protocols::http1::conn::serve(transport, conn, shared()).await;
+            });
+            let name = rustls_pki_types::ServerName::try_from("localhost").expect("name");
+            let mut tls = client()
+                .connect(name, client_io)
+                .await
+                .expect("client handshake");
+            let request = b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n";
+            let exchange = async {
+                tls.write_all(request).await.expect("write");
+                assert_eq!(read_responses(&mut tls, 1).await, 1);
+                tls.write_all(&request.repeat(3)).await.expect("write");
+                assert_eq!(read_responses(&mut tls, 3).await, 3);
+            };
+            tokio::time::timeout(Duration::from_secs(10), exchange)
+                .await
+                .expect("responses stalled");
+            drop(tls);
+            let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+        });
+    }
+}
