@@ -540,8 +540,17 @@ impl ServerConfig {
             path(tls.map(|t| &t.certfile)),
             path(tls.map(|t| &t.keyfile)),
             path(tls.and_then(|t| t.ca_certs.as_ref())),
-            format!("{:?}", tls.map(|t| t.cert_reqs)),
-            format!("{:?}", tls.map(|t| t.min_version)),
+            match tls.map(|t| t.cert_reqs) {
+                None | Some(CertReqs::None) => "none",
+                Some(CertReqs::Optional) => "optional",
+                Some(CertReqs::Required) => "required",
+            }
+            .to_owned(),
+            match tls.map(|t| t.min_version) {
+                Some(TlsVersion::Tls13) => "1.3",
+                _ => "1.2",
+            }
+            .to_owned(),
         ]);
         KEYS.iter()
             .zip(values)

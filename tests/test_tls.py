@@ -251,6 +251,21 @@ def test_alpn_offers_h2_then_http11(tls_server, pki):
     assert env["HTTPS"] == "on"
 
 
+def test_a_proxy_protocol_header_comes_before_the_handshake(start_server, pki):
+    server = start_server(APP, "--workers", "0", "--proxy-protocol", *tls_args(pki))
+    raw = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    raw.sendall(b"PROXY TCP4 192.0.2.7 127.0.0.1 40001 443\r\n")
+    with client_context(pki).wrap_socket(raw, server_hostname="localhost") as tls:
+        tls.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        data = b""
+        while piece := tls.recv(65536):
+            data += piece
+    _, _, body = split_head(data)
+    env = json.loads(body)
+    assert (env["REMOTE_ADDR"], env["REMOTE_PORT"]) == ("192.0.2.7", "40001")
+    assert env["HTTPS"] == "on"
+
+
 # --- bad input on a TLS port -----------------------------------------------------------
 
 
