@@ -322,7 +322,7 @@ SETTINGS: tuple[Setting, ...] = (
             "client certificates: none (not asked for), optional (verified when one is "
             "given) or required (a client without a valid one fails the handshake); "
             "the subject of a verified one is environ['SSL_CLIENT_S_DN']",
-            metavar="none|optional|required", rust=True),
+            metavar="MODE", rust=True),
     Setting("ssl_min_version", Kind(_tls_version, "str"), "1.2",
             "oldest TLS version accepted: 1.2 or 1.3", metavar="VERSION", rust=True),
     # Processes and threads.
