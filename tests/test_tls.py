@@ -18,13 +18,22 @@ import shutil
 import signal
 import socket
 import ssl
+import struct
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
-from conftest import APPS, ROOT, decode_chunked, split_head, wait_for_log_line, wait_until
+from conftest import (
+    APPS,
+    ROOT,
+    decode_chunked,
+    recv_until_closed,
+    split_head,
+    wait_for_log_line,
+    wait_until,
+)
 
 APP = "tls_app:app"
 OPENSSL = shutil.which("openssl")
@@ -264,6 +273,33 @@ def test_a_proxy_protocol_header_comes_before_the_handshake(start_server, pki):
     env = json.loads(body)
     assert (env["REMOTE_ADDR"], env["REMOTE_PORT"]) == ("192.0.2.7", "40001")
     assert env["HTTPS"] == "on"
+
+
+def uwsgi_packet(variables: dict[str, str]) -> bytes:
+    """One uwsgi request without a body (header, then the vars block)."""
+    block = b"".join(
+        struct.pack("<H", len(k)) + k.encode() + struct.pack("<H", len(v)) + v.encode()
+        for k, v in variables.items()
+    )
+    return struct.pack("<BHB", 0, len(block), 0) + block
+
+
+def test_uwsgi_listeners_stay_plain(start_server, pki, tmp_path):
+    path = tmp_path / "uwsgi.sock"
+    server = start_server(APP, "--workers", "0", "--bind", f"uwsgi://unix:{path}", *tls_args(pki))
+    assert get_json(server, client_context(pki))["HTTPS"] == "on"  # the HTTP listener: TLS
+    sock = socket.socket(socket.AF_UNIX)
+    sock.settimeout(10)
+    sock.connect(str(path))
+    with sock:
+        sock.sendall(uwsgi_packet({"REQUEST_METHOD": "GET", "PATH_INFO": "/", "QUERY_STRING": "",
+                                   "SERVER_NAME": "example.test", "SERVER_PORT": "80",
+                                   "SERVER_PROTOCOL": "HTTP/1.1"}))  # fmt: skip
+        raw, closed = recv_until_closed(sock)
+    status, _, body = split_head(raw)
+    assert status == b"HTTP/1.1 200 OK" and closed
+    env = json.loads(body)
+    assert env["wsgi.url_scheme"] == "http" and env["HTTPS"] is None
 
 
 # --- bad input on a TLS port -----------------------------------------------------------
