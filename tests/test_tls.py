@@ -38,6 +38,7 @@ from conftest import (
 APP = "tls_app:app"
 OPENSSL = shutil.which("openssl")
 CURL = shutil.which("curl")
+H2LOAD = shutil.which("h2load")
 pytestmark = pytest.mark.skipif(OPENSSL is None, reason="openssl is needed to make certificates")
 
 SERVER_EXT = """basicConstraints=critical,CA:FALSE
@@ -248,6 +249,44 @@ def test_a_slow_reader_gets_the_whole_response(tls_server, pki):
     _, _, rest = split_head(received)
     body, complete = decode_chunked(rest)
     assert complete and body == expected_download(size)
+
+
+@pytest.mark.skipif(CURL is None, reason="curl not installed")
+def test_curl_http2_over_tls(tls_server, pki):
+    out = subprocess.run(
+        [CURL, "-sS", "--http2", "--cacert", str(pki / "ca.pem"), "-w", "\n%{http_version}",
+         f"https://localhost:{tls_server.port}/h2"],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    body, version = out.stdout.rsplit("\n", 1)
+    assert version == "2"
+    env = json.loads(body)
+    assert env["SERVER_PROTOCOL"] == "HTTP/2"
+    assert env["wsgi.url_scheme"] == "https" and env["HTTPS"] == "on"
+
+
+@pytest.mark.skipif(H2LOAD is None, reason="h2load not installed")
+@pytest.mark.parametrize("h1", [False, True], ids=["h2", "http1.1"])
+def test_h2load_over_tls_has_no_errors(tls_server, h1):
+    out = subprocess.run(
+        [H2LOAD, *(["--h1"] if h1 else []), "-n", "2000", "-c", "4", "-m", "4",
+         f"https://127.0.0.1:{tls_server.port}/"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert "2000 succeeded, 0 failed, 0 errored" in out.stdout, out.stdout + out.stderr
+
+
+def test_http_1_offers_only_http11_and_http_2_only_h2(start_server, pki):
+    offers = ("h2", "http/1.1")
+    h1 = start_server(APP, "--workers", "0", "--http", "1", *tls_args(pki))
+    with handshake(h1, client_context(pki, alpn=offers)) as tls:
+        assert tls.selected_alpn_protocol() == "http/1.1"
+    h2 = start_server(APP, "--workers", "0", "--http", "2", *tls_args(pki))
+    with handshake(h2, client_context(pki, alpn=offers)) as tls:
+        assert tls.selected_alpn_protocol() == "h2"
+    with pytest.raises(ssl.SSLError):  # RFC 7301 §3.2: no_application_protocol
+        handshake(h2, client_context(pki, alpn=("http/1.1",))).close()
 
 
 def test_alpn_offers_h2_then_http11(tls_server, pki):

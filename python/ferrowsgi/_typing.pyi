@@ -14,6 +14,12 @@ class MakeServerOptions(TypedDict, total=False):
     Permission bits of unix:PATH socket files, in octal (660: owner and group, e.g.
     nginx's, may connect). Default: 660.
     """
+    http: str | int
+    """
+    HTTP versions on HTTP listeners: auto (HTTP/1.1, and HTTP/2 for clients that start
+    with its preface: h2c with prior knowledge; h2 by ALPN over TLS), 1 (HTTP/1.1 only) or
+    2 (HTTP/2 only). Default: auto.
+    """
     forwarded_allow_ips: list[str]
     """
     Peers whose X-Forwarded-For, X-Forwarded-Proto and Forwarded (RFC 7239) headers set

@@ -85,7 +85,10 @@ impl ServerCtx {
                 .then(|| config.proxy_allow_from.clone()),
             header_timeout: config.header_timeout,
             gateway_peers: config.proxy_allow_from.clone(),
-            tls: config.tls.as_ref().map(tls::Acceptor::new),
+            tls: config
+                .tls
+                .as_ref()
+                .map(|tls| tls::Acceptor::new(tls, config.http)),
         }
     }
 }

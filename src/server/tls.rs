@@ -35,9 +35,10 @@ use tokio_util::io::poll_read_buf;
 use crate::config::{CertReqs, ConfigError, TlsOptions, TlsVersion};
 use crate::exchange::Vars;
 use crate::protocols::http1::conn::Transport;
+use crate::protocols::HttpVersions;
 
-/// ALPN protocol names offered, in the server's order of preference
-/// (RFC 7301; `h2`: RFC 9113 §3.2).
+/// ALPN protocol names offered with `--http auto`, in the server's order of
+/// preference (RFC 7301; `h2`: RFC 9113 §3.2).
 const ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];
 
 /// Plaintext read ahead while waiting for a request (one read), bytes.
@@ -176,6 +177,8 @@ fn client_verifier(
 #[derive(Clone)]
 pub struct Acceptor {
     acceptor: TlsAcceptor,
+    /// `--http 2`: HTTP/2 even when the client named no protocol.
+    h2_only: bool,
     /// `HTTPS=on`, shared by the connections without a client certificate.
     https_on: Arc<Vars>,
 }
@@ -192,10 +195,20 @@ pub struct Accepted<S> {
 }
 
 impl Acceptor {
-    /// The acceptor for `tls`.
-    pub fn new(tls: &Tls) -> Self {
+    /// The acceptor for `tls`, offering by ALPN what `http` allows: `h2`
+    /// and `http/1.1` (`auto`), `http/1.1` only (`1`), `h2` only (`2`; a
+    /// client that offers only others fails the handshake, RFC 7301 §3.2).
+    pub fn new(tls: &Tls, http: HttpVersions) -> Self {
+        let offered: &[&[u8]] = match http {
+            HttpVersions::Auto => &ALPN,
+            HttpVersions::Http1 => &ALPN[1..],
+            HttpVersions::Http2 => &ALPN[..1],
+        };
+        let mut config = (*tls.config).clone();
+        config.alpn_protocols = offered.iter().map(|p| p.to_vec()).collect();
         Acceptor {
-            acceptor: TlsAcceptor::from(tls.config.clone()),
+            acceptor: TlsAcceptor::from(Arc::new(config)),
+            h2_only: http == HttpVersions::Http2,
             https_on: Arc::new(vec![(
                 Bytes::from_static(b"HTTPS"),
                 Bytes::from_static(b"on"),
@@ -228,7 +241,10 @@ impl Acceptor {
             }
         };
         let session = stream.get_ref().1;
-        let h2 = session.alpn_protocol() == Some(ALPN[0]);
+        let h2 = match session.alpn_protocol() {
+            Some(protocol) => protocol == ALPN[0],
+            None => self.h2_only,
+        };
         let vars = match client_subject(session) {
             Some(dn) => Arc::new(vec![
                 (Bytes::from_static(b"HTTPS"), Bytes::from_static(b"on")),
@@ -480,6 +496,7 @@ mod tests {
                 max_body_size: 1 << 20,
                 body_buffer_size: 1 << 20,
                 drain: secs,
+                http: HttpVersions::Auto,
             }),
             dispatch: Arc::new(Answer),
             shutdown,
@@ -540,7 +557,7 @@ mod tests {
             .expect("runtime");
         rt.block_on(async {
             let (client_io, server_io) = tokio::io::duplex(1024);
-            let acceptor = Acceptor::new(&tls);
+            let acceptor = Acceptor::new(&tls, HttpVersions::Auto);
             let server = tokio::spawn(async move {
                 let secs = Duration::from_secs(5);
                 let accepted = acceptor

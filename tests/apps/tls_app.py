@@ -3,8 +3,8 @@ streamed download.
 
 ``/download/N`` streams N bytes (a repeating pattern, 64 KiB per chunk, no
 Content-Length); any other path answers JSON: ``wsgi.url_scheme``, ``HTTPS``,
-``SSL_CLIENT_S_DN`` (null when absent), ``REMOTE_ADDR``, ``REMOTE_PORT`` and the body's ``sha256``
-and ``length``.
+``SSL_CLIENT_S_DN`` (null when absent), ``REMOTE_ADDR``, ``REMOTE_PORT``,
+``SERVER_PROTOCOL`` and the body's ``sha256`` and ``length``.
 """
 
 import hashlib
@@ -22,7 +22,14 @@ def app(environ, start_response):
     body = environ["wsgi.input"].read()
     data = {
         key: environ.get(key)
-        for key in ("wsgi.url_scheme", "HTTPS", "SSL_CLIENT_S_DN", "REMOTE_ADDR", "REMOTE_PORT")
+        for key in (
+            "wsgi.url_scheme",
+            "HTTPS",
+            "SSL_CLIENT_S_DN",
+            "REMOTE_ADDR",
+            "REMOTE_PORT",
+            "SERVER_PROTOCOL",
+        )
     }
     data["sha256"] = hashlib.sha256(body).hexdigest()
     data["length"] = len(body)
