@@ -37,7 +37,7 @@ def typed_dict(
         kind = s.kind.accepts if accepted else s.kind.checked
         if s.multiple:
             kind = f"list[{kind}]"
-        if accepted and s.default is None:
+        if s.default is None:
             kind += " | None"
         unit = f" Unit: {s.unit}." if s.unit else ""
         help = s.help if s.help.startswith("environ") else s.help[0].upper() + s.help[1:]

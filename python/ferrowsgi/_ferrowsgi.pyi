@@ -26,6 +26,12 @@ class ServerConfig(TypedDict, total=False):
     Permission bits of unix:PATH socket files, in octal (660: owner and group, e.g.
     nginx's, may connect). Default: 660.
     """
+    http: str
+    """
+    HTTP versions on HTTP listeners: auto (HTTP/1.1, and HTTP/2 for clients that start
+    with its preface: h2c with prior knowledge; h2 by ALPN over TLS), 1 (HTTP/1.1 only) or
+    2 (HTTP/2 only). Default: auto.
+    """
     forwarded_allow_ips: list[str]
     """
     Peers whose X-Forwarded-For, X-Forwarded-Proto and Forwarded (RFC 7239) headers set
@@ -44,6 +50,30 @@ class ServerConfig(TypedDict, total=False):
     Peers allowed to send a PROXY protocol header: IP addresses, networks, 'unix' or '*'.
     Default: 127.0.0.1,::1,unix.
     """
+    certfile: str | None
+    """
+    PEM file with the server's certificate (then its chain): HTTPS on every HTTP listener
+    (uwsgi:// and fcgi:// stay plain); ALPN offers h2 and http/1.1. Needs --keyfile.
+    Default: none.
+    """
+    keyfile: str | None
+    """
+    PEM file with the certificate's private key: PKCS#8, PKCS#1 RSA or SEC1 EC, not
+    encrypted. Default: none.
+    """
+    ca_certs: str | None
+    """
+    PEM file with the CAs client certificates are verified against (see --cert-reqs).
+    Default: none.
+    """
+    cert_reqs: str
+    """
+    Client certificates: none (not asked for), optional (verified when one is given) or
+    required (a client without a valid one fails the handshake); the subject of a verified
+    one is environ['SSL_CLIENT_S_DN']. Default: none.
+    """
+    ssl_min_version: str
+    """Oldest TLS version accepted: 1.2 or 1.3. Default: 1.2."""
     threads: int
     """
     Python threads that run the application (1 to 1024); with 1 the I/O thread calls the
@@ -117,6 +147,19 @@ def check_trusted(entry: str) -> str:
     """Check one entry of a trusted-peers option (``--forwarded-allow-ips``,
     ``--proxy-allow-from``): an IP address, a network (``10.0.0.0/8``), ``unix`` or
     ``*``. Returns it trimmed; raises ``ValueError`` naming the forms."""
+
+def check_tls(
+    certfile: str | None,
+    keyfile: str | None,
+    ca_certs: str | None,
+    cert_reqs: str,
+    ssl_min_version: str,
+) -> None:
+    """Check the TLS options as the server will use them: read the certificate, key
+    and CA files and build the TLS configuration once. Raises ``ValueError`` with one
+    line naming the option and file at fault (both certfile and keyfile or neither;
+    cert_reqs other than ``none`` needs ca_certs; unreadable file, no certificate, no
+    key, a key that does not match the certificate)."""
 
 def bind_socket(
     address: str, backlog: int, reuse_port: bool, unix_mode: int

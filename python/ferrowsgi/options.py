@@ -27,7 +27,7 @@ import os
 import re
 from collections.abc import Callable, Mapping, Sequence
 
-from ._ferrowsgi import check_trusted, parse_bind
+from ._ferrowsgi import check_tls, check_trusted, parse_bind
 
 TYPE_CHECKING = False  # typing is not imported at run time: a worker has no use for it
 if TYPE_CHECKING:
@@ -245,6 +245,26 @@ def _script_name(raw: Any) -> str:
     return value
 
 
+def _cert_reqs(raw: Any) -> str:
+    """none, optional or required; a gunicorn config file's ssl.CERT_NONE (0),
+    CERT_OPTIONAL (1) or CERT_REQUIRED (2) too."""
+    if isinstance(raw, int) and not isinstance(raw, bool) and 0 <= raw <= 2:
+        return CERT_REQS[raw]
+    value = raw.strip().lower() if isinstance(raw, str) else raw
+    if value not in CERT_REQS:
+        raise ValueError(f"expected one of {', '.join(CERT_REQS)}, got {raw!r}")
+    return value
+
+
+def _tls_version(raw: Any) -> str:
+    """1.2 or 1.3 (TLSv1.2 and TLSv1.3 too)."""
+    value = raw.strip().lower().removeprefix("tlsv") if isinstance(raw, str) else raw
+    if value not in ("1.2", "1.3"):
+        raise ValueError(f"expected 1.2 or 1.3, got {raw!r}")
+    return value
+
+
+CERT_REQS = ("none", "optional", "required")
 SECONDS = Kind(_seconds, "float", "float | int | str")
 SIZE = Kind(_size, "int", "int | str")
 BOOLEAN = Kind(_boolean, "bool", "bool | str")
@@ -287,6 +307,24 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("proxy_allow_from", TRUST, ["127.0.0.1", "::1", "unix"],
             "peers allowed to send a PROXY protocol header: IP addresses, networks, 'unix' "
             "or '*'", metavar="ADDRESSES", multiple=True, commas=True, rust=True),
+    # TLS.
+    Setting("certfile", PATH, None,
+            "PEM file with the server's certificate (then its chain): HTTPS on every HTTP "
+            "listener (uwsgi:// and fcgi:// stay plain); ALPN offers h2 and http/1.1. "
+            "Needs --keyfile", metavar="PATH", rust=True),
+    Setting("keyfile", PATH, None,
+            "PEM file with the certificate's private key: PKCS#8, PKCS#1 RSA or SEC1 EC, "
+            "not encrypted", metavar="PATH", rust=True),
+    Setting("ca_certs", PATH, None,
+            "PEM file with the CAs client certificates are verified against (see "
+            "--cert-reqs)", metavar="PATH", rust=True),
+    Setting("cert_reqs", Kind(_cert_reqs, "str", "int | str"), "none",
+            "client certificates: none (not asked for), optional (verified when one is "
+            "given) or required (a client without a valid one fails the handshake); "
+            "the subject of a verified one is environ['SSL_CLIENT_S_DN']",
+            metavar="MODE", rust=True),
+    Setting("ssl_min_version", Kind(_tls_version, "str"), "1.2",
+            "oldest TLS version accepted: 1.2 or 1.3", metavar="VERSION", rust=True),
     # Processes and threads.
     Setting("workers", _integer(0), 1,
             "worker processes under a master process; 0 serves from this one process, "
@@ -377,6 +415,8 @@ SETTINGS: tuple[Setting, ...] = (
 )
 # fmt: on
 BY_NAME = {s.name: s for s in SETTINGS}
+# The TLS options, in the order _ferrowsgi.check_tls takes them.
+TLS_OPTIONS = ("certfile", "keyfile", "ca_certs", "cert_reqs", "ssl_min_version")
 # Options that need a master process: refused with --workers 0 rather than ignored.
 NEED_MASTER = ("timeout", "reload", "max_requests_jitter", "max_worker_memory")
 # gunicorn's server hooks: a config file may define them; ferrowsgi does not run them.
@@ -445,6 +485,13 @@ def load(
 
 def _check_combinations(values: dict[str, Any], origins: dict[str, str], warnings: list) -> None:
     """Refuse combinations that cannot work; never ignore an option silently."""
+    for name in TLS_OPTIONS[:3]:  # files: as found from here, whatever --chdir says
+        if values[name] is not None:
+            values[name] = os.path.abspath(values[name])
+    try:  # the files are read and the TLS configuration built, as the server will
+        check_tls(*(values[name] for name in TLS_OPTIONS))
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
     if values["reload"] and values["preload"]:
         raise ConfigError("--reload cannot be combined with --preload")
     if values["workers"] == 0:

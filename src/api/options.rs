@@ -9,9 +9,10 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
-use crate::config::{seconds, Bind, ConfigError, ServerConfig, TrustList, KEYS};
+use crate::config::{seconds, Bind, ConfigError, ServerConfig, TlsOptions, TrustList, KEYS};
 use crate::protocols::http1::Limits;
 use crate::protocols::HttpVersions;
+use crate::server::tls::Tls;
 
 /// Builds the configuration from the options dict.
 ///
@@ -68,9 +69,57 @@ pub fn parse(dict: &Bound<'_, PyDict>) -> PyResult<ServerConfig> {
         proxy_allow_from: trust("proxy_allow_from")?,
         http: HttpVersions::parse(&get("http")?.extract::<String>()?)
             .map_err(PyValueError::new_err)?,
+        tls: tls_options(
+            get("certfile")?.extract()?,
+            get("keyfile")?.extract()?,
+            get("ca_certs")?.extract()?,
+            get("cert_reqs")?.extract()?,
+            get("ssl_min_version")?.extract()?,
+        )?,
     };
     config.validate().map_err(config_error)?;
     Ok(config)
+}
+
+/// The TLS options, their files read and checked; `None` without
+/// `certfile` and `keyfile` (plain HTTP).
+///
+/// # Errors
+/// `ValueError` with one line naming the option (and file) at fault.
+fn tls_options(
+    certfile: Option<String>,
+    keyfile: Option<String>,
+    ca_certs: Option<String>,
+    cert_reqs: String,
+    ssl_min_version: String,
+) -> PyResult<Option<Tls>> {
+    TlsOptions::from_values(
+        certfile.as_deref(),
+        keyfile.as_deref(),
+        ca_certs.as_deref(),
+        &cert_reqs,
+        &ssl_min_version,
+    )
+    .and_then(|options| options.map(Tls::load).transpose())
+    .map_err(config_error)
+}
+
+/// Checks the TLS options as the server will use them: reads the
+/// certificate, key and CA files and builds the TLS configuration once, so
+/// that the master finds a bad file before it forks a worker.
+///
+/// # Errors
+/// `ValueError` with one line naming the option (and file) at fault.
+#[pyfunction]
+#[pyo3(signature = (certfile, keyfile, ca_certs, cert_reqs, ssl_min_version))]
+pub fn check_tls(
+    certfile: Option<String>,
+    keyfile: Option<String>,
+    ca_certs: Option<String>,
+    cert_reqs: String,
+    ssl_min_version: String,
+) -> PyResult<()> {
+    tls_options(certfile, keyfile, ca_certs, cert_reqs, ssl_min_version).map(drop)
 }
 
 /// A configuration error as Python's `ValueError`.

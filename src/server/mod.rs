@@ -8,6 +8,7 @@
 
 pub mod listener;
 pub mod proxy;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,7 +17,7 @@ use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::task::TaskTracker;
 
-use tokio::io::AsyncRead;
+use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::config::{Protocol, ServerConfig, TrustList};
 use crate::exchange::{Connection, Dispatch, LocalAddr};
@@ -35,11 +36,14 @@ pub struct ServerCtx {
     pub connections: Arc<Semaphore>,
     /// With `--proxy-protocol`: the peers allowed to send the header.
     pub proxy_allow_from: Option<TrustList>,
-    /// Time to receive a PROXY header (the header timeout).
+    /// Time to receive a PROXY header, or to finish a TLS handshake (the
+    /// header timeout).
     pub header_timeout: Duration,
     /// Peers allowed on uwsgi and FastCGI listeners (`--proxy-allow-from`):
     /// the variables they send are trusted input.
     pub gateway_peers: TrustList,
+    /// With `--certfile`: the TLS handshakes of HTTP listeners.
+    pub tls: Option<tls::Acceptor>,
 }
 
 /// The least time an idle connection gets, on a graceful stop, to send a
@@ -81,6 +85,10 @@ impl ServerCtx {
                 .then(|| config.proxy_allow_from.clone()),
             header_timeout: config.header_timeout,
             gateway_peers: config.proxy_allow_from.clone(),
+            tls: config
+                .tls
+                .as_ref()
+                .map(|tls| tls::Acceptor::new(tls, config.http)),
         }
     }
 }
@@ -152,6 +160,9 @@ async fn serve<S>(
     let conn = Connection::plain(peer, local);
     let shared = ctx.shared.clone();
     match protocol {
+        // Boxed: a TLS connection's state is large, and would otherwise
+        // grow every plain connection's future too.
+        Protocol::Http if ctx.tls.is_some() => Box::pin(serve_tls(stream, conn, &ctx)).await,
         Protocol::Http => match speaks_h2(&stream, &shared).await {
             // Boxed: an HTTP/2 connection's state is large, and would
             // otherwise grow every HTTP/1.1 connection's future too (c10k).
@@ -210,6 +221,29 @@ async fn speaks_h2<S: proxy::Readable>(stream: &S, shared: &Shared) -> Option<bo
 /// How long to wait before peeking again at a connection that sent part of
 /// the HTTP/2 preface (a client split it; rare).
 const PREFACE_RETRY: Duration = Duration::from_millis(5);
+
+/// Serves one connection of an HTTP listener over TLS: the handshake
+/// (within the header timeout; a failed one closes the connection), then
+/// HTTP/2 when ALPN chose `h2` (RFC 9113 §3.2), else our HTTP/1.1 engine.
+/// Each request's environ gets `wsgi.url_scheme` `https`, `HTTPS=on` and,
+/// with a verified client certificate, `SSL_CLIENT_S_DN`.
+async fn serve_tls<S>(stream: S, mut conn: Connection, ctx: &ServerCtx)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static,
+{
+    let Some(acceptor) = &ctx.tls else { return };
+    let Some(accepted) = acceptor.accept(stream, ctx.header_timeout, conn.peer).await else {
+        return;
+    };
+    conn.scheme = Some("https");
+    conn.vars = Some(accepted.vars);
+    let shared = ctx.shared.clone();
+    if accepted.h2 {
+        protocols::h2::serve(accepted.stream, conn, shared).await;
+    } else {
+        http1::conn::serve(tls::TlsTransport::new(accepted.stream), conn, shared).await;
+    }
+}
 
 /// Accepts connections until the stop, then serves the ones already queued
 /// (see [`Listener::take_queued`]) and lets the socket go.

@@ -543,6 +543,8 @@ impl<S: Transport> Conn<S> {
             a += from_out;
             b += n - from_out;
         }
+        // A no-op on a socket; a TLS stream sends the records it still holds.
+        self.io.flush().await?;
         self.out.clear();
         if self.out.capacity() > FLUSH_AT {
             self.out = Vec::new();
