@@ -8,6 +8,7 @@
 //! `protocols::http1::conn`). A `TaskTracker` tells when the
 //! last connection has gone.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use tokio::sync::futures::OwnedNotified;
@@ -19,6 +20,8 @@ pub struct ShutdownTrigger {
     tx: watch::Sender<bool>,
     /// Wakes every [`ShutdownSignal::stopped`] future.
     notify: Arc<Notify>,
+    /// Set by [`ShutdownTrigger::retire`].
+    retiring: Arc<AtomicBool>,
 }
 
 /// The receiving half, cloned into every task that must stop.
@@ -26,18 +29,25 @@ pub struct ShutdownTrigger {
 pub struct ShutdownSignal {
     rx: watch::Receiver<bool>,
     notify: Arc<Notify>,
+    retiring: Arc<AtomicBool>,
 }
 
 /// Creates a connected trigger and signal.
 pub fn channel() -> (ShutdownTrigger, ShutdownSignal) {
     let (tx, rx) = watch::channel(false);
     let notify = Arc::new(Notify::new());
+    let retiring = Arc::new(AtomicBool::new(false));
     (
         ShutdownTrigger {
             tx,
             notify: notify.clone(),
+            retiring: retiring.clone(),
         },
-        ShutdownSignal { rx, notify },
+        ShutdownSignal {
+            rx,
+            notify,
+            retiring,
+        },
     )
 }
 
@@ -46,6 +56,16 @@ impl ShutdownTrigger {
     pub fn trigger(&self) {
         self.tx.send_replace(true);
         self.notify.notify_waiters();
+    }
+
+    /// Starts the graceful shutdown of a server that retires while its
+    /// listening sockets stay open elsewhere (`--max-requests`: the master
+    /// keeps them for the next worker): the connections waiting in the
+    /// listen queue are left there, for the next worker, instead of being
+    /// taken and served on the way out.
+    pub fn retire(&self) {
+        self.retiring.store(true, Ordering::Release);
+        self.trigger();
     }
 }
 
@@ -66,5 +86,11 @@ impl ShutdownSignal {
     /// Whether the shutdown was triggered.
     pub fn is_triggered(&self) -> bool {
         *self.rx.borrow()
+    }
+
+    /// Whether it was [`ShutdownTrigger::retire`]: the listen queue is left
+    /// to the next server on the same sockets.
+    pub fn is_retiring(&self) -> bool {
+        self.retiring.load(Ordering::Acquire)
     }
 }

@@ -280,7 +280,11 @@ async fn accept_loop(
         }
     }
     // Stopping: served under the drain's rules (answered with `Connection:
-    // close`), beyond --max-connections if need be, rather than reset.
+    // close`), beyond --max-connections if need be, rather than reset; unless
+    // retiring, when the next worker takes them from the same socket.
+    if shutdown.is_retiring() {
+        return;
+    }
     for accepted in listener.take_queued() {
         spawn_serve(accepted, None, &local, protocol, &ctx, &tracker);
     }

@@ -59,7 +59,7 @@ impl Dispatcher {
         let served = self.stats.count_request();
         if let Some((limit, trigger)) = &self.limit {
             if served == *limit {
-                trigger.trigger();
+                trigger.retire();
             }
         }
     }
