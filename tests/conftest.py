@@ -23,7 +23,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 APPS = Path(__file__).resolve().parent / "apps"
-LISTENING = re.compile(r"Listening at: http://([^\s]+):(\d+)")
+LISTENING = re.compile(r"Listening at: (?:https?|uwsgi|fcgi)://([^\s]+):(\d+)")
 
 
 def find_nginx() -> str | None:

@@ -14,6 +14,7 @@ import hashlib
 import http.client
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -339,6 +340,9 @@ def test_uwsgi_listeners_stay_plain(start_server, pki, tmp_path):
     assert status == b"HTTP/1.1 200 OK" and closed
     env = json.loads(body)
     assert env["wsgi.url_scheme"] == "http" and env["HTTPS"] is None
+    # The start-up lines say which is which.
+    server.wait_for_log(rf"Listening at: https://127\.0\.0\.1:{server.port} ")
+    server.wait_for_log(rf"Listening at: uwsgi://unix:{re.escape(str(path))} ")
 
 
 # --- bad input on a TLS port -----------------------------------------------------------

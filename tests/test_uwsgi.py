@@ -131,7 +131,7 @@ def start_uwsgi(
     argv = [app, "--workers", workers, "--threads", threads, "--bind", bind, *args]
     server = ServerProcess(argv)
     if bind.startswith("uwsgi://unix:"):
-        server.wait_for_log("Listening at: unix:", 30)
+        server.wait_for_log("Listening at: uwsgi://unix:", 30)
     else:
         server.wait_ready()
     return server
@@ -158,6 +158,13 @@ def servers():
     yield start
     for proc in started:
         proc.stop()
+
+
+@pytest.mark.parametrize("workers", ["0", "1"])
+def test_the_start_up_line_names_the_protocol(servers, workers):
+    server = servers(workers=workers)
+    server.wait_for_log(r"Listening at: uwsgi://127\.0\.0\.1:\d+ \(\d+\)$")
+    assert "Listening at: http" not in server.log
 
 
 # --- what the application sees ------------------------------------------------------------

@@ -50,6 +50,30 @@ class ServerConfig(TypedDict, total=False):
     Peers allowed to send a PROXY protocol header: IP addresses, networks, 'unix' or '*'.
     Default: 127.0.0.1,::1,unix.
     """
+    certfile: str | None
+    """
+    PEM file with the server's certificate (then its chain): HTTPS on every HTTP listener
+    (uwsgi:// and fcgi:// stay plain); ALPN offers h2 and http/1.1. Needs --keyfile.
+    Default: none.
+    """
+    keyfile: str | None
+    """
+    PEM file with the certificate's private key: PKCS#8, PKCS#1 RSA or SEC1 EC, not
+    encrypted. Default: none.
+    """
+    ca_certs: str | None
+    """
+    PEM file with the CAs client certificates are verified against (see --cert-reqs).
+    Default: none.
+    """
+    cert_reqs: str
+    """
+    Client certificates: none (not asked for), optional (verified when one is given) or
+    required (a client without a valid one fails the handshake); the subject of a verified
+    one is environ['SSL_CLIENT_S_DN']. Default: none.
+    """
+    ssl_min_version: str
+    """Oldest TLS version accepted: 1.2 or 1.3. Default: 1.2."""
     threads: int
     """
     Python threads that run the application (1 to 1024); with 1 the I/O thread calls the
@@ -138,13 +162,14 @@ def check_tls(
     key, a key that does not match the certificate)."""
 
 def bind_socket(
-    address: str, backlog: int, reuse_port: bool, unix_mode: int
-) -> tuple[int, tuple[str, int] | str, str]:
+    address: str, backlog: int, reuse_port: bool, unix_mode: int, tls: bool
+) -> tuple[int, tuple[str, int] | str, str, str]:
     """Bind (or, for ``fd://N``, check) one listening socket; return its fd, which the
     caller owns (and, for ``unix:PATH``, the socket file to remove), the address it
     is bound to (``(host, port)`` for TCP, the path for a unix socket) and the
     ``--bind`` value a worker process serves the fd with (``fd://N``,
-    ``uwsgi://fd://N``, ``fcgi://fd://N``).
+    ``uwsgi://fd://N``, ``fcgi://fd://N``) and its URL for the "Listening at" line
+    (``https://`` when ``tls``).
 
     ``backlog``: listen queue length; ``reuse_port``: set ``SO_REUSEPORT``;
     ``unix_mode``: permission bits of a unix socket file (``0o660``). Raises
@@ -165,6 +190,11 @@ class Server:
     @property
     def addresses(self) -> list[tuple[str, int] | str]:
         """The bound addresses: ``(host, port)`` for TCP, the path for unix sockets."""
+    @property
+    def urls(self) -> list[str]:
+        """The listeners as the "Listening at" line shows them, in ``bind`` order:
+        ``http://127.0.0.1:8000``, ``https://...`` with TLS, ``unix:/run/app.sock``,
+        ``uwsgi://127.0.0.1:3031``, ``fcgi://unix:/run/app.sock``."""
     def fileno(self) -> int:
         """The first listening socket's file descriptor (still owned by the server)."""
     def set_app(self, app: Callable[..., Iterable[bytes]]) -> None:

@@ -38,6 +38,30 @@ class MakeServerOptions(TypedDict, total=False):
     Peers allowed to send a PROXY protocol header: IP addresses, networks, 'unix' or '*'.
     Default: 127.0.0.1,::1,unix.
     """
+    certfile: str | os.PathLike[str] | None
+    """
+    PEM file with the server's certificate (then its chain): HTTPS on every HTTP listener
+    (uwsgi:// and fcgi:// stay plain); ALPN offers h2 and http/1.1. Needs --keyfile.
+    Default: none.
+    """
+    keyfile: str | os.PathLike[str] | None
+    """
+    PEM file with the certificate's private key: PKCS#8, PKCS#1 RSA or SEC1 EC, not
+    encrypted. Default: none.
+    """
+    ca_certs: str | os.PathLike[str] | None
+    """
+    PEM file with the CAs client certificates are verified against (see --cert-reqs).
+    Default: none.
+    """
+    cert_reqs: int | str
+    """
+    Client certificates: none (not asked for), optional (verified when one is given) or
+    required (a client without a valid one fails the handshake); the subject of a verified
+    one is environ['SSL_CLIENT_S_DN']. Default: none.
+    """
+    ssl_min_version: str
+    """Oldest TLS version accepted: 1.2 or 1.3. Default: 1.2."""
     threads: int
     """
     Python threads that run the application (1 to 1024); with 1 the I/O thread calls the

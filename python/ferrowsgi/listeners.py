@@ -29,13 +29,16 @@ __all__ = ["Listeners"]
 
 class Bound:
     """One listening socket of the master: its fd, its kind ("tcp", "unix" or "fd"),
-    the address it is bound to (``(host, port)`` or a unix socket path) and the
-    ``--bind`` value a worker serves it with (``fd://N``, ``uwsgi://fd://N``, ...)."""
+    the address it is bound to (``(host, port)`` or a unix socket path), the
+    ``--bind`` value a worker serves it with (``fd://N``, ``uwsgi://fd://N``, ...) and
+    its URL for the "Listening at" line."""
 
-    __slots__ = ("address", "fd", "handover", "kind")
+    __slots__ = ("address", "fd", "handover", "kind", "url")
 
-    def __init__(self, fd: int, kind: str, address: tuple[str, int] | str, handover: str) -> None:
-        self.fd, self.kind, self.address, self.handover = fd, kind, address, handover
+    def __init__(
+        self, fd: int, kind: str, address: tuple[str, int] | str, handover: str, url: str
+    ) -> None:
+        self.fd, self.kind, self.address, self.handover, self.url = fd, kind, address, handover, url
 
     @property
     def scheme(self) -> str:
@@ -50,17 +53,23 @@ class Listeners:
     Python's socket module nor socket objects.
     """
 
-    def __init__(self, base: list[Bound], reuse_port: bool, backlog: int, unix_mode: int):
+    def __init__(
+        self, base: list[Bound], reuse_port: bool, backlog: int, unix_mode: int, tls: bool
+    ) -> None:
         self.slots: dict[int, list[Bound]] = {0: base}
         self.reuse_port = reuse_port
         self.backlog = backlog
         self.unix_mode = unix_mode
+        self.tls = tls
         self.unix_paths = [str(b.address) for b in base if b.kind == "unix"]
 
     @classmethod
-    def bind(cls, binds: list[str], backlog: int, reuse_port: bool, unix_mode: int) -> Listeners:
+    def bind(
+        cls, binds: list[str], backlog: int, reuse_port: bool, unix_mode: int, tls: bool
+    ) -> Listeners:
         """Bind every address (or take systemd's sockets); ``unix_mode``: permission
-        bits of unix socket files. Raises ``OSError``."""
+        bits of unix socket files; ``tls``: HTTP listeners speak TLS (their URLs are
+        ``https://``). Raises ``OSError``."""
         inherited = systemd_fds()
         if inherited:
             log.info("Using %d socket(s) passed by systemd (LISTEN_FDS)", len(inherited))
@@ -68,12 +77,12 @@ class Listeners:
         sockets: list[Bound] = []
         try:
             for bind in binds:
-                sockets.append(_listen(bind, backlog, reuse_port, unix_mode))
+                sockets.append(_listen(bind, backlog, reuse_port, unix_mode, tls))
         except OSError:
             for b in sockets:
                 os.close(b.fd)
             raise
-        return cls(sockets, reuse_port, backlog, unix_mode)
+        return cls(sockets, reuse_port, backlog, unix_mode, tls)
 
     def for_slot(self, slot: int) -> list[Bound]:
         """The sockets a worker in ``slot`` serves on (made now if new)."""
@@ -102,6 +111,10 @@ class Listeners:
                 if all(b is not x for x in self.slots[0]):
                     os.close(b.fd)
 
+    def urls(self) -> list[str]:
+        """What slot 0 is bound to, as the "Listening at" line shows it."""
+        return [b.url for b in self.slots.get(0, [])]
+
     def addresses(self) -> list[tuple[str, int] | str]:
         """What slot 0 is bound to: ``(host, port)`` for TCP, the path for unix."""
         return [b.address for b in self.slots.get(0, [])]
@@ -127,7 +140,7 @@ class Listeners:
             return base  # unix or inherited: shared by every slot
         host, port = base.address
         address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        return _listen(base.scheme + address, self.backlog, True, self.unix_mode)
+        return _listen(base.scheme + address, self.backlog, True, self.unix_mode, self.tls)
 
 
 def systemd_fds() -> list[int]:
@@ -140,9 +153,9 @@ def systemd_fds() -> list[int]:
     return list(range(3, 3 + int(count))) if count.isdigit() else []
 
 
-def _listen(bind: str, backlog: int, reuse_port: bool, unix_mode: int) -> Bound:
+def _listen(bind: str, backlog: int, reuse_port: bool, unix_mode: int, tls: bool) -> Bound:
     """One socket for a checked bind string."""
-    fd, address, handover = _ferrowsgi.bind_socket(bind, backlog, reuse_port, unix_mode)
+    fd, address, handover, url = _ferrowsgi.bind_socket(bind, backlog, reuse_port, unix_mode, tls)
     plain = bind.split("://", 1)[1] if bind.startswith(("uwsgi://", "fcgi://")) else bind
     kind = "fd" if plain.startswith("fd://") else "unix" if plain.startswith("unix:") else "tcp"
-    return Bound(fd, kind, address, handover)
+    return Bound(fd, kind, address, handover, url)

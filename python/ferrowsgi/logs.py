@@ -20,7 +20,7 @@ import os
 from ._ferrowsgi import init_logging
 from ._ferrowsgi import log as native_log
 
-__all__ = ["RustLogHandler", "ensure_logging", "format_address", "log", "setup_logging"]
+__all__ = ["RustLogHandler", "ensure_logging", "log", "setup_logging"]
 
 log = logging.getLogger("ferrowsgi")
 _LEVELS = {"critical": 50, "error": 40, "warning": 30, "info": 20, "debug": 10}
@@ -66,14 +66,6 @@ def ensure_logging(level: str | None = None, access_log: str | None = None) -> N
     """
     if _logging_level is None or level is not None or access_log is not None:
         setup_logging(level or _logging_level or "info", access_log)
-
-
-def format_address(address: tuple[str, int] | str) -> str:
-    """``("::1", 80)`` → ``http://[::1]:80``; a unix socket path → ``unix:/path``."""
-    if isinstance(address, str):
-        return address if address.startswith("unix:") else f"unix:{address}"
-    host, port = address[0], address[1]
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 def _redirect_stderr(path: str) -> None:

@@ -35,7 +35,7 @@ from collections.abc import Callable
 
 from . import loader, options, worker
 from .listeners import Listeners
-from .logs import format_address, log, setup_logging
+from .logs import log, setup_logging
 from .server import bind_error
 
 TYPE_CHECKING = False  # typing is not imported at run time: a worker has no use for it
@@ -60,7 +60,9 @@ def run(cfg: options.Config, argv: list[str], start_dir: str) -> int:
         if app is None:
             return 1
     try:
-        listeners = Listeners.bind(cfg.bind, cfg.backlog, cfg.reuse_port, cfg.unix_socket_mode)
+        listeners = Listeners.bind(
+            cfg.bind, cfg.backlog, cfg.reuse_port, cfg.unix_socket_mode, cfg.certfile is not None
+        )
     except OSError as e:
         log.error("Error: %s", bind_error(e, cfg.bind))
         return 1
@@ -188,8 +190,8 @@ class Master:
             w.deadline = now + self.cfg.timeout if self.cfg.timeout else None
             if not self.announced:
                 self.announced = True
-                for address in self.listeners.addresses():
-                    log.info("Listening at: %s (%d)", format_address(address), os.getpid())
+                for url in self.listeners.urls():
+                    log.info("Listening at: %s (%d)", url, os.getpid())
         elif word == "beat" and self.cfg.timeout:
             w.busy = arg != "idle"
             try:

@@ -24,7 +24,7 @@ import threading
 from collections.abc import Callable
 
 from ._ferrowsgi import Server, __version__, parse_bind
-from .logs import ensure_logging, format_address, log
+from .logs import ensure_logging, log
 from .options import SETTINGS, check_api, server_config
 
 TYPE_CHECKING = False  # typing is not imported at run time: a worker has no use for it
@@ -190,8 +190,8 @@ def serve_until_stopped(server: Server, own_signals: bool = True) -> int:
     """
 
     def ready() -> None:
-        for address in server.addresses:
-            log.info("Listening at: %s (%d)", format_address(address), os.getpid())
+        for url in server.urls:
+            log.info("Listening at: %s (%d)", url, os.getpid())
 
     previous = _catch_signals(own_signals)
     code = 0

@@ -26,8 +26,9 @@ pub fn parse_bind(address: &str) -> PyResult<String> {
 /// Binds (or, for `fd://N`, checks) one listening socket and returns its file
 /// descriptor, which the caller owns (and, for `unix:PATH`, the socket file),
 /// the address it is bound to (`(host, port)` for TCP, the path for a unix
-/// socket, as `Server.addresses` gives them), and the `--bind` value a
-/// worker process serves it with (`fd://N`, `uwsgi://fd://N`, …).
+/// socket, as `Server.addresses` gives them), the `--bind` value a worker
+/// process serves it with (`fd://N`, `uwsgi://fd://N`, …) and its URL for
+/// the "Listening at" line (`https://…` when `tls`: see `Server.urls`).
 ///
 /// `backlog`: the `listen()` queue length; `reuse_port`: `SO_REUSEPORT`;
 /// `unix_mode`: permission bits of a unix socket file (e.g. `0o660`).
@@ -42,7 +43,8 @@ pub fn bind_socket(
     backlog: i32,
     reuse_port: bool,
     unix_mode: u32,
-) -> PyResult<(i32, Py<PyAny>, String)> {
+    tls: bool,
+) -> PyResult<(i32, Py<PyAny>, String, String)> {
     let bind = Bind::parse(address).map_err(config_error)?;
     let options = BindOptions {
         backlog,
@@ -51,8 +53,9 @@ pub fn bind_socket(
     };
     let listening = Listening::bind(&bind, &options).map_err(|e| bind_error(&bind, &e))?;
     let local = super::local_address(py, &listening.local)?;
+    let url = listening.url(tls);
     let fd = listening.socket.into_raw_fd();
-    Ok((fd, local, bind.on_fd(fd).to_string()))
+    Ok((fd, local, bind.on_fd(fd).to_string(), url))
 }
 
 /// `OSError(errno, strerror, address)` for a failed bind.

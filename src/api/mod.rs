@@ -46,6 +46,8 @@ pub struct Server {
     listeners: Mutex<Arc<Vec<Listening>>>,
     /// Where they are bound (kept once they are closed).
     locals: Vec<LocalAddr>,
+    /// How each is shown in the "Listening at" line (`Listening::url`).
+    urls: Vec<String>,
     stats: Arc<PoolStats>,
     state: Mutex<RunState>,
     stopped: Condvar,
@@ -74,9 +76,13 @@ impl Server {
         Ok(Server {
             app: Mutex::new(app.unbind()),
             stats: Arc::new(PoolStats::new(config.threads)),
-            config: Arc::new(config),
             locals: listeners.iter().map(|l| l.local.clone()).collect(),
+            urls: listeners
+                .iter()
+                .map(|l| l.url(config.tls.is_some()))
+                .collect(),
             listeners: Mutex::new(Arc::new(listeners)),
+            config: Arc::new(config),
             state: Mutex::new(RunState::default()),
             stopped: Condvar::new(),
         })
@@ -89,6 +95,14 @@ impl Server {
             list.append(local_address(py, local)?)?;
         }
         Ok(list)
+    }
+
+    /// The listeners as the "Listening at" line shows them, in `bind` order:
+    /// `http://127.0.0.1:8000`, `https://…` with TLS, `unix:/run/app.sock`,
+    /// `uwsgi://127.0.0.1:3031`, `fcgi://unix:/run/app.sock`.
+    #[getter]
+    fn urls(&self) -> Vec<String> {
+        self.urls.clone()
     }
 
     /// Replaces the application for the next `serve_forever` (wsgiref's

@@ -44,6 +44,25 @@ pub struct Listening {
 }
 
 impl Listening {
+    /// How the listener is shown in the "Listening at" line: `http://HOST:PORT`
+    /// (`https://` with `tls`), `unix:PATH`, `uwsgi://HOST:PORT`,
+    /// `fcgi://unix:PATH`.
+    pub fn url(&self, tls: bool) -> String {
+        use crate::config::Protocol;
+        let scheme = match (self.protocol, tls) {
+            (Protocol::Http, false) => "http://",
+            (Protocol::Http, true) => "https://",
+            (other, _) => other.prefix(),
+        };
+        match &self.local {
+            LocalAddr::Tcp(addr) => format!("{scheme}{addr}"),
+            LocalAddr::Unix(path) if self.protocol == Protocol::Http => {
+                format!("unix:{}", path.display())
+            }
+            LocalAddr::Unix(path) => format!("{scheme}unix:{}", path.display()),
+        }
+    }
+
     /// Binds (or adopts, for `fd://N`) the socket of `bind`.
     ///
     /// # Errors
