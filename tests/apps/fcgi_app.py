@@ -6,6 +6,7 @@
 - ``/download?size=N``: N deterministic bytes (sha256 known to the test).
 - ``/upload``: the sha256 and length of the request body.
 - ``/cut``: declares 100 bytes and yields 5 (the body cannot be completed).
+- ``/slow?ms=N``: sleeps N ms before it answers.
 - anything else: the environ as JSON (environ_app), with the body's sha256 and length.
 
 ``flask_app``: a Flask application with ``/hello/<name>``.
@@ -56,6 +57,10 @@ def app(environ, start_response):
         size = int(query["size"][0])
         start_response("200 OK", [("Content-Type", "application/octet-stream")])
         return [pattern(size)]
+    if path == "/slow":
+        time.sleep(int(query["ms"][0]) / 1000)
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"slept"]
     if path == "/cut":
         start_response("200 OK", [("Content-Length", "100")])
         return iter([b"short"])

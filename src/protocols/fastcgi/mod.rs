@@ -71,6 +71,7 @@ const MAX_CONNS: u32 = 1024;
 /// `S` is a TCP or unix stream (readiness-based reads: the socket is
 /// watched for ABORT_REQUEST while the application runs).
 pub async fn serve<S: Transport>(io: S, conn: Connection, shared: Arc<Shared>) {
+    let shared_timeout = shared.settings.header_timeout;
     let mut c = Conn {
         io,
         conn,
@@ -78,6 +79,7 @@ pub async fn serve<S: Transport>(io: S, conn: Connection, shared: Arc<Shared>) {
         buf: BytesMut::new(),
         out: Vec::new(),
         drain_until: None,
+        fresh_until: Some(Instant::now() + shared_timeout),
     };
     let end = c.run().await;
     c.finish(end).await;
@@ -119,6 +121,9 @@ struct Conn<S> {
     out: Vec<u8>,
     /// Once a graceful stop began while idle: when the drain period ends.
     drain_until: Option<Instant>,
+    /// Until a request begins: when a connection that never sent one is
+    /// closed (`header_timeout` after it was accepted).
+    fresh_until: Option<Instant>,
 }
 
 /// The active request's id and what its BEGIN_REQUEST asked.
@@ -163,6 +168,7 @@ impl<S: Transport> Conn<S> {
                 }
                 let begin = Begin::decode(&r.content)?;
                 if begin.role == record::ROLE_RESPONDER {
+                    self.fresh_until = None;
                     return Ok(Some(Active {
                         id: r.id,
                         keep_conn: begin.keep_conn,
@@ -179,7 +185,12 @@ impl<S: Transport> Conn<S> {
                 if !self.idle().await {
                     return Ok(None);
                 }
-                deadline = Some(Instant::now() + self.shared.settings.header_timeout);
+                // A wake-up without bytes (readiness left from the last
+                // request) goes back to waiting idle.
+                if self.read_now()? {
+                    deadline = Some(Instant::now() + self.shared.settings.header_timeout);
+                }
+                continue;
             }
             let until = *deadline
                 .get_or_insert_with(|| Instant::now() + self.shared.settings.header_timeout);
@@ -188,7 +199,9 @@ impl<S: Transport> Conn<S> {
     }
 
     /// Waits, holding no bytes, until the web server sends some (`true`),
-    /// or the drain period of a graceful stop is over (`false`).
+    /// or the connection should close (`false`): the drain period of a
+    /// graceful stop is over, or a connection that never began a request
+    /// has waited `header_timeout`.
     async fn idle(&mut self) -> bool {
         if self.buf.capacity() > READ_CHUNK * 4 {
             self.buf = BytesMut::new();
@@ -198,17 +211,19 @@ impl<S: Transport> Conn<S> {
             if self.drain_until.is_none() && self.shared.shutdown.is_triggered() {
                 self.drain_until = Some(Instant::now() + self.shared.settings.drain);
             }
+            let until = match (self.drain_until, self.fresh_until) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let draining = self.drain_until.is_some();
             let readable = poll_fn(|cx| self.io.poll_read_ready(cx));
-            match self.drain_until {
-                Some(until) => {
-                    return tokio::time::timeout_at(until, readable).await.is_ok();
+            let far = Instant::now() + Duration::from_secs(86400);
+            tokio::select! {
+                _ = readable => return true,
+                () = tokio::time::sleep_until(until.unwrap_or(far)), if until.is_some() => {
+                    return false
                 }
-                None => {
-                    tokio::select! {
-                        _ = readable => return true,
-                        () = stopped => {}
-                    }
-                }
+                () = stopped, if !draining => {}
             }
         }
     }
