@@ -238,6 +238,17 @@ def test_head_has_no_body(shared_server):
     assert response.header("Content-Length") == "1000"
 
 
+def test_head_of_a_streamed_response_closes_the_iterable(fcgi_server):
+    server = fcgi_server("--workers", "0")
+    with server.connect() as sock:
+        response = ask(sock, 1, base_params("HEAD", "/stream?n=3"), keep_conn=True)
+        assert response.end == (0, REQUEST_COMPLETE)
+        assert response.body == b""
+        assert response.header("Content-Length") is None, "the length is not known"
+        assert wait_until(lambda: server.closes() == 1, 5)
+        assert environ(ask(sock, 2, base_params(), keep_conn=True))["REQUEST_METHOD"] == "GET"
+
+
 # --- connections: FCGI_KEEP_CONN, one request at a time -------------------------------------
 
 

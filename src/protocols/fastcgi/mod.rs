@@ -278,8 +278,7 @@ impl<S: Transport> Conn<S> {
             Some(Err(())) => plain(StatusCode::INTERNAL_SERVER_ERROR),
             None => return self.acknowledge_abort(active).await,
         };
-        let start = if head_request { bodiless(start) } else { start };
-        self.answer(active, start, access).await
+        self.answer_with(active, start, access, head_request).await
     }
 
     /// Reads the PARAMS stream of `active` (by `until`). `None`: the
@@ -503,9 +502,21 @@ impl<S: Transport> Conn<S> {
         start: ResponseStart,
         access: Option<AccessRecord>,
     ) -> Result<(), End> {
+        self.answer_with(active, start, access, false).await
+    }
+
+    /// [`Conn::answer`], without the body when `head_request` (HEAD: the
+    /// fields are a GET's, Content-Length included).
+    async fn answer_with(
+        &mut self,
+        active: Active,
+        start: ResponseStart,
+        access: Option<AccessRecord>,
+        head_request: bool,
+    ) -> Result<(), End> {
         let status = start.status;
         let mut sent = 0;
-        let result = self.send(active, start, &mut sent).await;
+        let result = self.send(active, start, head_request, &mut sent).await;
         if let Some(mut record) = access {
             record.status = status.as_u16();
             record.bytes = sent;
@@ -527,17 +538,22 @@ impl<S: Transport> Conn<S> {
         }
     }
 
-    /// Writes the head and body of `start` on STDOUT; `sent` counts body
-    /// bytes.
+    /// Writes the head and body of `start` on STDOUT (no body for HEAD,
+    /// 1xx, 204, 304: a stream is dropped, and the gateway closes the
+    /// iterable); `sent` counts body bytes.
     async fn send(
         &mut self,
         active: Active,
         start: ResponseStart,
+        head_request: bool,
         sent: &mut u64,
     ) -> Result<Sent, End> {
         let mut head = Vec::with_capacity(256);
-        response::head(&mut head, &start);
+        response::head(&mut head, &start, head_request);
         record::stream(&mut self.out, kind::STDOUT, active.id, &head);
+        if head_request || !response::has_body(start.status) {
+            return Ok(Sent::Complete);
+        }
         match start.body {
             BodySource::Full(body) => {
                 self.stdout(active.id, &body).await?;
@@ -714,18 +730,6 @@ enum Sent {
 /// A short answer made by the server itself.
 fn plain(status: StatusCode) -> ResponseStart {
     ResponseStart::plain(status, false)
-}
-
-/// `start` without its body (HEAD): a stream is dropped (the gateway
-/// closes the iterable), the declared or known length kept as a field.
-fn bodiless(mut start: ResponseStart) -> ResponseStart {
-    if let BodySource::Full(body) = &start.body {
-        if start.headers.content_length().is_none() && response::has_body(start.status) {
-            start.headers.set_content_length(body.len() as u64);
-        }
-    }
-    start.body = BodySource::Full(Bytes::new());
-    start
 }
 
 fn peer_name(peer: Option<SocketAddr>) -> String {

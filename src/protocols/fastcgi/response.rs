@@ -5,9 +5,10 @@
 //! - `Status: NNN Reason` first, then the fields as `start_response`
 //!   validated them, then `Date` (the HTTP/1.1 engine's cached line,
 //!   RFC 9110 §6.6.1) unless the application set one.
-//! - A body known in full gets its Content-Length unless one was declared
-//!   or the status has no body (1xx, 204, 304): the web server can then
-//!   keep its client connection without chunking. Nothing hop-by-hop
+//! - A body known in full gets its Content-Length unless one was declared,
+//!   the status has no body (1xx, 204, 304), or the request was HEAD (the
+//!   gateway has put in the length when it is known): the web server can
+//!   then keep its client connection without chunking. Nothing hop-by-hop
 //!   (`Connection`, `Transfer-Encoding`) is added: framing is FastCGI's.
 
 use http::StatusCode;
@@ -15,8 +16,9 @@ use http::StatusCode;
 use crate::exchange::{BodySource, ResponseStart};
 use crate::protocols::http1::encode;
 
-/// Appends the CGI response head of `start` (ending with the blank line).
-pub fn head(out: &mut Vec<u8>, start: &ResponseStart) {
+/// Appends the CGI response head of `start` (ending with the blank line);
+/// `head_request`: the answer to a HEAD request.
+pub fn head(out: &mut Vec<u8>, start: &ResponseStart, head_request: bool) {
     let status = start.status;
     out.extend_from_slice(b"Status: ");
     out.extend_from_slice(status.as_str().as_bytes());
@@ -29,7 +31,8 @@ pub fn head(out: &mut Vec<u8>, start: &ResponseStart) {
         encode::date(out);
     }
     if let BodySource::Full(body) = &start.body {
-        if start.headers.content_length().is_none() && has_body(status) {
+        let add = !head_request && has_body(status);
+        if add && start.headers.content_length().is_none() {
             out.extend_from_slice(b"Content-Length: ");
             out.extend_from_slice(itoa::Buffer::new().format(body.len()).as_bytes());
             out.extend_from_slice(b"\r\n");
@@ -68,7 +71,7 @@ mod tests {
 
     fn text(start: &ResponseStart) -> String {
         let mut out = Vec::new();
-        head(&mut out, start);
+        head(&mut out, start, false);
         String::from_utf8(out).unwrap()
     }
 
@@ -88,5 +91,11 @@ mod tests {
         );
         let t = text(&start(304, &[("Date", "x")], b""));
         assert_eq!(t, "Status: 304 Not Modified\r\nDate: x\r\n\r\n");
+        let mut out = Vec::new();
+        head(&mut out, &start(200, &[("Date", "x")], b""), true);
+        assert_eq!(
+            out, b"Status: 200 OK\r\nDate: x\r\n\r\n",
+            "HEAD: no length added"
+        );
     }
 }
