@@ -142,7 +142,9 @@ impl<S: Transport> Conn<S> {
                 Ok(None) => return End::Close,
                 Err(end) => return end,
             };
-            if let Err(end) = self.request(active).await {
+            // Boxed: a request's state is large and exists only while it
+            // runs; an idle pooled connection's future stays small.
+            if let Err(end) = Box::pin(self.request(active)).await {
                 return end;
             }
             if !active.keep_conn || self.shared.shutdown.is_triggered() {
@@ -203,8 +205,13 @@ impl<S: Transport> Conn<S> {
     /// graceful stop is over, or a connection that never began a request
     /// has waited `header_timeout`.
     async fn idle(&mut self) -> bool {
-        if self.buf.capacity() > READ_CHUNK * 4 {
+        // An idle connection holds no buffer (c10k): the next read or
+        // answer makes one again.
+        if self.buf.is_empty() {
             self.buf = BytesMut::new();
+        }
+        if self.out.is_empty() {
+            self.out = Vec::new();
         }
         loop {
             let stopped = self.shared.shutdown.stopped();
@@ -668,9 +675,6 @@ impl<S: Transport> Conn<S> {
         }
         self.io.write_all(&self.out).await?;
         self.out.clear();
-        if self.out.capacity() > FLUSH_AT * 2 {
-            self.out = Vec::new();
-        }
         Ok(())
     }
 
