@@ -21,6 +21,7 @@ import signal
 import socket
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 from conftest import NGINX, ServerProcess, wait_until
@@ -749,3 +750,71 @@ def test_access_log_has_one_line_per_request_with_the_proxys_client(fcgi_server,
     first = rf'192\.0\.2\.10 - - \[.*\] "GET /logged\?q=1 HTTP/1.1" 200 {n} "r" "ua/1" '
     assert re.match(first, lines[0]), lines[0]
     assert re.search(r'"GET /download\?size=1234 HTTP/1.1" 200 1234 ', lines[1]), lines[1]
+
+
+# --- through Apache's mod_proxy_fcgi ------------------------------------------------------
+
+APACHE = next(
+    (p for p in ("/usr/sbin/apache2", "/usr/sbin/httpd") if Path(p).exists()),
+    None,
+)
+APACHE_MODULES = next(
+    (p for p in ("/usr/lib/apache2/modules", "/usr/lib64/httpd/modules") if Path(p).exists()),
+    None,
+)
+APACHE_CONF = """\
+ServerRoot "{tmp}"
+ServerName localhost
+PidFile {tmp}/httpd.pid
+Listen 127.0.0.1:{port}
+ErrorLog {tmp}/apache-error.log
+LogLevel warn
+LoadModule mpm_event_module {modules}/mod_mpm_event.so
+LoadModule authz_core_module {modules}/mod_authz_core.so
+LoadModule proxy_module {modules}/mod_proxy.so
+LoadModule proxy_fcgi_module {modules}/mod_proxy_fcgi.so
+User nobody
+Group nogroup
+ProxyPass "/" "fcgi://127.0.0.1:{upstream}/" enablereuse=on
+"""
+
+
+@pytest.mark.skipif(APACHE is None, reason="Apache httpd not found (apt-get install apache2)")
+def test_apache_mod_proxy_fcgi(fcgi_server, tmp_path):
+    server = fcgi_server("--workers", "1", "--threads", "4")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    conf = tmp_path / "httpd.conf"
+    conf.write_text(
+        APACHE_CONF.format(tmp=tmp_path, port=port, upstream=server.port, modules=APACHE_MODULES)
+    )
+    proc = subprocess.Popen(
+        [APACHE, "-X", "-f", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
+    )
+    try:
+
+        def up() -> bool:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    return True
+            except OSError:
+                return proc.poll() is not None
+
+        assert wait_until(up, 10) and proc.poll() is None, "Apache did not start"
+        status, _, body = http_request(port, "GET", "/some/path?x=1", source=OTHER_LOOPBACK)
+        assert status == 200, body[:300]
+        env = json.loads(body)
+        assert env["REMOTE_ADDR"] == OTHER_LOOPBACK
+        assert env["PATH_INFO"] == "/some/path" and env["QUERY_STRING"] == "x=1"
+        upload = pattern(4 * 1024 * 1024 + 5)
+        status, _, body = http_request(port, "POST", "/upload", upload)
+        assert json.loads(body)["_body_sha256"] == hashlib.sha256(upload).hexdigest()
+        status, _, body = http_request(port, "GET", "/download?size=3000000")
+        assert body == pattern(3_000_000)
+        statuses = [http_request(port, "GET", f"/n/{i}")[0] for i in range(20)]
+        assert statuses == [200] * 20
+        assert established(server.port) <= 4, "enablereuse=on: pooled connections"
+    finally:
+        proc.terminate()
+        proc.wait(10)
