@@ -20,6 +20,7 @@ import re
 import signal
 import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -750,6 +751,51 @@ def test_access_log_has_one_line_per_request_with_the_proxys_client(fcgi_server,
     first = rf'192\.0\.2\.10 - - \[.*\] "GET /logged\?q=1 HTTP/1.1" 200 {n} "r" "ua/1" '
     assert re.match(first, lines[0]), lines[0]
     assert re.search(r'"GET /download\?size=1234 HTTP/1.1" 200 1234 ', lines[1]), lines[1]
+
+
+@needs_nginx
+def test_nginx_reload_under_load_loses_no_request(fcgi_server, nginx_fastcgi, tmp_path):
+    """Pooled FastCGI connections drain on a reload (HUP): 4 keep-alive clients through
+    nginx for 3 s, the workers replaced meanwhile; every request answered 200, and
+    nginx logs no upstream connection closed or reset under it."""
+    server = fcgi_server("--workers", "2", "--threads", "2", "--keep-alive", "1")
+    port = nginx_fastcgi(server.port)
+    failures: list[str] = []
+    counts: list[int] = []
+
+    def client() -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=15)
+        n = 0
+        deadline = time.monotonic() + 3.0
+        while time.monotonic() < deadline and n < 20_000:
+            try:
+                conn.request("GET", f"/load/{n}")
+                response = conn.getresponse()
+                body = response.read()
+                if response.status != 200 or f"/load/{n}".encode() not in body:
+                    failures.append(f"{response.status} {body[:100]!r}")
+            except (OSError, http.client.HTTPException) as e:
+                failures.append(repr(e))
+                conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=15)
+            n += 1
+        conn.close()
+        counts.append(n)
+
+    threads = [threading.Thread(target=client) for _ in range(4)]
+    for t in threads:
+        t.start()
+    time.sleep(0.8)
+    server.process.proc.send_signal(signal.SIGHUP)
+    for t in threads:
+        t.join(30)
+    assert not failures, failures[:5]
+    assert sum(counts) > 100, counts
+    server.process.wait_for_log(r"Reloading", 10)
+    # The old workers exited during the load (their pooled connections drained).
+    assert len(re.findall(r"Worker \(pid \d+\) ready", server.process.log)) >= 4
+    errors = (tmp_path / "error.log").read_text() if (tmp_path / "error.log").exists() else ""
+    assert not re.search(r"prematurely closed|reset by peer|no live upstreams", errors), errors
 
 
 # --- through Apache's mod_proxy_fcgi ------------------------------------------------------
