@@ -433,6 +433,18 @@ def test_malformed_input_closes_the_connection_and_the_server_serves_on(shared_s
         assert environ(ask(sock, 1, base_params()))["REQUEST_METHOD"] == "GET"
 
 
+def test_malformed_input_is_logged_at_debug_level(fcgi_server):
+    server = fcgi_server("--workers", "0", "--log-level", "debug")
+    with server.connect() as sock:
+        closed_without_answer(sock, b"\x02" + record(PARAMS, 1)[1:])
+    server.process.wait_for_log(r"fastcgi: 127\.0\.0\.1:\d+: connection closed: record version")
+    with server.connect() as sock:
+        sock.sendall(begin(1, role=AUTHORIZER))
+        assert Reader(sock).response(1).end == (0, UNKNOWN_ROLE)
+    server.process.wait_for_log(r"fastcgi: request 1 refused: role 2")
+    assert server.alive()
+
+
 def test_broken_name_value_pairs_are_answered_400(shared_server):
     broken = pairs(base_params().items()) + b"\x05\x7fAB"  # a pair longer than its block
     with shared_server.connect() as sock:
