@@ -804,8 +804,11 @@ def test_nginx_reload_under_load_loses_no_request(fcgi_server, nginx_fastcgi, tm
     assert not failures, failures[:5]
     assert sum(counts) > 100, counts
     server.process.wait_for_log(r"Reloading", 10)
-    # The old workers exited during the load (their pooled connections drained).
-    assert len(re.findall(r"Worker \(pid \d+\) ready", server.process.log)) >= 4
+
+    def replaced() -> bool:
+        return len(re.findall(r"Worker \(pid \d+\) ready", server.process.log)) >= 4
+
+    assert wait_until(replaced, 20), "the workers were not replaced:\n" + server.process.log
     errors = (tmp_path / "error.log").read_text() if (tmp_path / "error.log").exists() else ""
     assert not re.search(r"prematurely closed|reset by peer|no live upstreams", errors), errors
 

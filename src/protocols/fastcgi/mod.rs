@@ -225,7 +225,10 @@ impl<S: Transport> Conn<S> {
             let draining = self.drain_until.is_some();
             let readable = poll_fn(|cx| self.io.poll_read_ready(cx));
             let far = Instant::now() + Duration::from_secs(86400);
+            // Biased, bytes first: a request that came as the drain period
+            // ended is answered rather than closed on.
             tokio::select! {
+                biased;
                 _ = readable => return true,
                 () = tokio::time::sleep_until(until.unwrap_or(far)), if until.is_some() => {
                     return false
