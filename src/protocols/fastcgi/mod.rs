@@ -40,10 +40,9 @@ use std::future::poll_fn;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use http::header::{REFERER, USER_AGENT};
 use http::{Method, StatusCode};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc::error::TryRecvError;
@@ -51,7 +50,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use self::record::{kind, Begin, Malformed, Pairs, ProtocolStatus, Record};
-use crate::exchange::{self, BodySource, Chunk, Connection, Job, RequestBody, ResponseStart};
+use crate::exchange::{BodySource, Chunk, Connection, Job, RequestBody, ResponseStart};
 use crate::log::{self, AccessRecord};
 use crate::protocols::body::{BodyError, BodyLimits, BodySink};
 use crate::protocols::cgi::CgiVars;
@@ -240,7 +239,6 @@ impl<S: Transport> Conn<S> {
 
     /// Serves the request `active` from its PARAMS to its END_REQUEST.
     async fn request(&mut self, active: Active) -> Result<(), End> {
-        let started = SystemTime::now();
         let until = Instant::now() + self.shared.settings.header_timeout;
         let Some(params) = self.params(active, until).await? else {
             return self.acknowledge_abort(active).await;
@@ -271,7 +269,11 @@ impl<S: Transport> Conn<S> {
                 return self.answer(active, start, None).await;
             }
         };
-        let access = log::access_enabled().then(|| access_record(&request, started));
+        let access = log::access_enabled().then(|| {
+            let http = &request.http;
+            let (method, uri, headers) = (http.method(), http.uri(), http.headers());
+            AccessRecord::new(method, uri, http.version(), headers, request.peer)
+        });
         let head_request = request.http.method() == Method::HEAD;
         let (reply, answer) = oneshot::channel();
         if self
@@ -741,31 +743,4 @@ fn plain(status: StatusCode) -> ResponseStart {
 
 fn peer_name(peer: Option<SocketAddr>) -> String {
     peer.map_or_else(|| "unix socket".to_owned(), |p| p.to_string())
-}
-
-fn access_record(request: &exchange::Request, started: SystemTime) -> AccessRecord {
-    let headers = request.http.headers();
-    let header = |name| {
-        headers
-            .get(name)
-            .map(|v: &http::HeaderValue| String::from_utf8_lossy(v.as_bytes()).into_owned())
-            .unwrap_or_else(|| "-".to_owned())
-    };
-    AccessRecord {
-        remote: request
-            .peer
-            .map_or_else(|| "-".to_owned(), |p| p.ip().to_string()),
-        started,
-        request_line: format!(
-            "{} {} {:?}",
-            request.http.method(),
-            request.http.uri(),
-            request.http.version()
-        ),
-        status: 0,
-        bytes: 0,
-        referer: header(REFERER),
-        user_agent: header(USER_AGENT),
-        duration: Duration::ZERO,
-    }
 }
