@@ -79,6 +79,7 @@ pub async fn serve<S: Transport>(io: S, conn: Connection, shared: Arc<Shared>) {
         out: Vec::new(),
         drain_until: None,
         fresh_until: Some(Instant::now() + shared_timeout),
+        closing: false,
     };
     let end = c.run().await;
     c.finish(end).await;
@@ -123,6 +124,8 @@ struct Conn<S> {
     /// Until a request begins: when a connection that never sent one is
     /// closed (`header_timeout` after it was accepted).
     fresh_until: Option<Instant>,
+    /// The connection closes after the request just ended.
+    closing: bool,
 }
 
 /// The active request's id and what its BEGIN_REQUEST asked.
@@ -146,7 +149,7 @@ impl<S: Transport> Conn<S> {
             if let Err(end) = Box::pin(self.request(active)).await {
                 return end;
             }
-            if !active.keep_conn || self.shared.shutdown.is_triggered() {
+            if self.closing {
                 return End::Close;
             }
         }
@@ -494,10 +497,29 @@ impl<S: Transport> Conn<S> {
         Ok(())
     }
 
+    /// Queues the END_REQUEST (FCGI_REQUEST_COMPLETE) of `active`, and
+    /// decides whether the connection closes after it: without
+    /// FCGI_KEEP_CONN, or once a graceful stop began.
+    ///
+    /// A pooled connection that closes gets an empty STDERR record right
+    /// after its END_REQUEST: FastCGI has no "Connection: close", and nginx
+    /// keeps a connection for reuse only when END_REQUEST is the last thing
+    /// it read (`ngx_http_fastcgi_input_filter`), so it closes this one
+    /// instead of sending the next request on it while our FIN is on its
+    /// way (which it would report as "upstream prematurely closed").
+    fn end_request(&mut self, active: Active) {
+        record::end_request(&mut self.out, active.id, 0, ProtocolStatus::RequestComplete);
+        let stopping = self.shared.shutdown.is_triggered();
+        if active.keep_conn && stopping {
+            record::end_stream(&mut self.out, kind::STDERR, active.id);
+        }
+        self.closing = !active.keep_conn || stopping;
+    }
+
     /// Ends an aborted request with END_REQUEST (§5.4).
     async fn acknowledge_abort(&mut self, active: Active) -> Result<(), End> {
         tracing::debug!("fastcgi: request {} aborted by the web server", active.id);
-        record::end_request(&mut self.out, active.id, 0, ProtocolStatus::RequestComplete);
+        self.end_request(active);
         self.flush().await?;
         Ok(())
     }
@@ -538,7 +560,7 @@ impl<S: Transport> Conn<S> {
         match result? {
             Sent::Complete => {
                 record::end_stream(&mut self.out, kind::STDOUT, active.id);
-                record::end_request(&mut self.out, active.id, 0, ProtocolStatus::RequestComplete);
+                self.end_request(active);
                 self.flush().await?;
                 Ok(())
             }
