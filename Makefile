@@ -20,7 +20,7 @@ deps:                    ## everything the tests need (Python packages, Rust com
 		auditwheel h2
 	rustup component add rustfmt clippy >/dev/null 2>&1 || true
 	@missing=""; \
-	for tool in ss:iproute2 nginx:nginx curl:curl h2load:nghttp2-client openssl:openssl; do \
+	for tool in ss:iproute2 nginx:nginx apache2:apache2 curl:curl h2load:nghttp2-client openssl:openssl; do \
 		command -v $${tool%%:*} >/dev/null || test -x /usr/sbin/$${tool%%:*} || missing="$$missing $${tool#*:}"; \
 	done; \
 	if [ -n "$$missing" ]; then \

@@ -43,7 +43,7 @@ import pytest
 from conftest import NGINX, ROOT, ServerProcess, read_response, request_bytes, wait_until
 
 # The upstream protocols (nginx_site has the config of each).
-PROTOCOLS = ("http", "uwsgi")
+PROTOCOLS = ("http", "uwsgi", "fastcgi")
 
 APP = "supervised_app:app"
 # --keep-alive is the drain period of a stopping worker (see README, "Graceful stop"):

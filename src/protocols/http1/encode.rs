@@ -130,8 +130,9 @@ fn prebuilt(status: StatusCode) -> Option<&'static [u8]> {
     })
 }
 
-/// The `Date: ...\r\n` line, rebuilt at most once a second (RFC 9110 §6.6.1).
-fn date(out: &mut Vec<u8>) {
+/// Appends the `Date: ...\r\n` line (IMF-fixdate, RFC 9110 §6.6.1), rebuilt
+/// at most once a second per thread (also used by the FastCGI engine).
+pub fn date(out: &mut Vec<u8>) {
     thread_local! {
         static CACHE: RefCell<(u64, Vec<u8>)> = const { RefCell::new((u64::MAX, Vec::new())) };
     }
