@@ -153,6 +153,12 @@ def closed_without_answer(sock: socket.socket, data: bytes) -> None:
 
 
 @pytest.mark.parametrize("workers", ["0", "1"])
+def test_the_start_up_line_names_the_protocol(start_server, workers):
+    server = start_server(APP, "--workers", workers, "--bind", "fcgi://127.0.0.1:0", bind=False)
+    server.wait_for_log(r"Listening at: fcgi://127\.0\.0\.1:\d+ \(\d+\)$")
+    assert "Listening at: http" not in server.log
+
+
 def test_environ_from_nginx_params(fcgi_server, workers):
     server = fcgi_server("--workers", workers)
     params = base_params(
