@@ -7,11 +7,17 @@
 //!   `python/ferrowsgi/_ferrowsgi.pyi`.
 //! - [`runner`]: one run of a server: the I/O thread, the Python threads,
 //!   signals and the drain.
-//! - [`config`]: `ServerConfig` and its keys; `BindAddr`, the one address
-//!   parser.
-//! - [`server`]: listeners and the accept loop; one task per connection.
+//! - [`config`]: `ServerConfig` and its keys; `Bind`/`BindAddr`, the one
+//!   address parser (with the `uwsgi://` and `fcgi://` schemes).
+//! - [`server`]: listeners and the accept loop; one task per connection;
+//!   the PROXY protocol header (`server::proxy`) and TLS (`server::tls`,
+//!   rustls) before the engine.
 //! - [`protocols`]: the protocol engines (our HTTP/1.1 engine in
-//!   `protocols::http1`) and request-body buffering.
+//!   `protocols::http1`, HTTP/2 with hyper in `protocols::h2`, our uwsgi and
+//!   FastCGI codecs in `protocols::uwsgi` and `protocols::fastcgi`, the CGI
+//!   variables both send in `protocols::cgi`) and request-body buffering.
+//! - [`middleware`]: steps on the seam between the engines and the gateway
+//!   (trusted forwarded headers).
 //! - [`exchange`]: the seam: the plain-Rust request, response head and body
 //!   chunks between the engines and the gateway; the local address type.
 //! - [`wsgi`]: the gateway: environ, start_response, wsgi.input, responses,
