@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -35,6 +36,53 @@ def find_nginx() -> str | None:
 
 
 NGINX = find_nginx()  # tests/test_nginx.py and test_proxy.py run it when found
+
+
+@pytest.fixture
+def run_nginx(tmp_path):
+    """Factory: ``run_nginx(conf, **fields)`` starts nginx (in the foreground, one
+    process) with ``conf``, a template whose ``{tmp}`` (a temporary directory) and
+    ``{port}`` (a free 127.0.0.1 port) are filled in with ``fields``; returns the port
+    once nginx accepts on it. Every nginx started is stopped by pid at the end."""
+    procs: list[subprocess.Popen] = []
+
+    def start(conf_template: str, **fields: object) -> int:
+        for _ in range(3):  # a port found free may be taken before nginx binds it
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                port = s.getsockname()[1]
+            conf = tmp_path / "nginx.conf"
+            conf.write_text(conf_template.format(tmp=tmp_path, port=port, **fields))
+            proc = subprocess.Popen(
+                [NGINX, "-p", f"{tmp_path}/", "-e", str(tmp_path / "error.log"), "-c", str(conf)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            procs.append(proc)
+
+            def up(port=port, proc=proc) -> bool:
+                if proc.poll() is not None:
+                    return True
+                try:
+                    with socket.create_connection(("127.0.0.1", port), timeout=1):
+                        return True
+                except OSError:
+                    return False
+
+            if wait_until(up, 10) and proc.poll() is None:
+                return port
+        log = tmp_path / "error.log"
+        pytest.fail("nginx did not start: " + (log.read_text() if log.exists() else ""))
+
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGQUIT)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
 
 
 class ServerProcess:

@@ -18,7 +18,6 @@ import json
 import signal
 import socket
 import struct
-import subprocess
 import sys
 import time
 import urllib.parse
@@ -550,47 +549,9 @@ needs_nginx = pytest.mark.skipif(
 
 
 @pytest.fixture
-def nginx_in_front(tmp_path):
+def nginx_in_front(run_nginx):
     """Factory: ``nginx_in_front("127.0.0.1:PORT" or "unix:PATH")`` → nginx's port."""
-    procs: list[subprocess.Popen] = []
-
-    def start(upstream: str) -> int:
-        for _ in range(3):  # a port found free may be taken before nginx binds it
-            with socket.socket() as s:
-                s.bind(("127.0.0.1", 0))
-                port = s.getsockname()[1]
-            conf = tmp_path / "nginx.conf"
-            conf.write_text(NGINX_CONF.format(tmp=tmp_path, port=port, upstream=upstream))
-            proc = subprocess.Popen(
-                [NGINX, "-p", f"{tmp_path}/", "-e", str(tmp_path / "error.log"), "-c", str(conf)],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-            procs.append(proc)
-
-            def up(port=port, proc=proc) -> bool:
-                if proc.poll() is not None:
-                    return True
-                try:
-                    with socket.create_connection(("127.0.0.1", port), timeout=1):
-                        return True
-                except OSError:
-                    return False
-
-            if wait_until(up, 10) and proc.poll() is None:
-                return port
-        log = tmp_path / "error.log"
-        pytest.fail("nginx did not start: " + (log.read_text() if log.exists() else ""))
-
-    yield start
-    for proc in procs:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGQUIT)
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+    return lambda upstream: run_nginx(NGINX_CONF, upstream=upstream)
 
 
 def via_nginx(port: int, method="GET", target="/", body=None, headers=None, source=None):
