@@ -406,3 +406,48 @@ def test_unix_socket_mode_refuses_what_is_not_permission_bits(mode):
     result = run_cli("options_app:app", "--unix-socket-mode", mode, "--bind", "127.0.0.1:0")
     assert result.returncode == 2, result.stderr
     assert "--unix-socket-mode" in result.stderr and "octal" in result.stderr
+
+
+# --- 9. checking a deployment: --check-config, --print-config -----------------------------
+
+
+def test_check_config_imports_the_app_and_binds_nothing():
+    with socket.socket() as taken:  # the port is in use: binding it would fail
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_cli("options_app:app", "--check-config", "--bind", f"127.0.0.1:{port}")
+    assert result.returncode == 0, result.stderr
+    assert "application options_app:app loaded" in result.stderr
+    assert "Listening at" not in result.stderr and "Starting" not in result.stderr
+
+
+def test_check_config_names_what_is_wrong():
+    broken = run_cli("rough_import_error_app:app", "--check-config")
+    assert broken.returncode == 1
+    first = [line for line in broken.stderr.splitlines() if "Error:" in line][0]
+    assert "rough_import_error_app" in first and "KeyError: 'DATABASE_URL'" in first, first
+    bad = run_cli("options_app:app", "--check-config", "--threads", "0")
+    assert bad.returncode == 2
+    assert bad.stderr.strip() == "ferrowsgi: error: --threads: must be at least 1, got 0"
+    tls = run_cli("options_app:app", "--check-config", "--certfile", "/nonexistent/cert.pem",
+                  "--keyfile", "/nonexistent/key.pem")  # fmt: skip
+    assert tls.returncode == 2 and "/nonexistent/cert.pem" in tls.stderr, tls.stderr
+
+
+def test_print_config_says_where_each_value_came_from(tmp_path):
+    conf = tmp_path / "conf.py"
+    conf.write_text("keep_alive = 7\nthreads = 2\n")
+    result = run_cli(
+        "options_app:app", "--print-config", "--threads", "4", "-c", str(conf),
+        env={"FERROWSGI_WORKERS": "3"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    lines = {line.split("=")[0].strip(): line for line in result.stdout.splitlines()}
+    assert lines["app"].endswith("'options_app:app'")
+    assert lines["threads"].endswith("= 4  (command line)")  # beats the config file
+    assert lines["workers"].endswith("= 3  (FERROWSGI_WORKERS)")
+    assert lines["keep_alive"].endswith(f"= 7.0  (config file {conf})"), lines["keep_alive"]
+    assert lines["backlog"].endswith("= 2048  (default)")
+    assert lines["unix_socket_mode"].endswith("= 0o660  (default)")
+    assert "Listening at" not in result.stderr

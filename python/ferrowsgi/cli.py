@@ -57,6 +57,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(cfg: options.Config, argv: list[str], start_dir: str) -> int:
+    if cfg.print_config or cfg.check_config:
+        return _check(cfg)
     log.info("Starting ferrowsgi %s", _ferrowsgi.__version__)
     for warning in cfg.warnings:
         log.warning("%s", warning)
@@ -81,6 +83,26 @@ def _run(cfg: options.Config, argv: list[str], start_dir: str) -> int:
             stream.flush()
         os._exit(code)
     return code
+
+
+def _check(cfg: options.Config) -> int:
+    """``--check-config`` / ``--print-config`` (gunicorn's): the options were read and
+    checked by now; print them if asked, import the application, bind nothing.
+    Returns 0, or 1 when the application cannot be loaded (logged as for a start)."""
+    if cfg.print_config:
+        width = max(len(name) for name in cfg.values)
+        lines = [f"{'app':<{width}} = {cfg.app!r}"]
+        for name, value in cfg.values.items():
+            shown = oct(value) if name == "unix_socket_mode" else repr(value)
+            lines.append(f"{name:<{width}} = {shown}  ({cfg.origins[name]})")
+        try:
+            print("\n".join(lines), flush=True)
+        except BrokenPipeError:  # `ferrowsgi --print-config | head`
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    if loader.load_logged(cfg.app) is None:
+        return 1
+    log.info("Configuration checked: options valid, application %s loaded", cfg.app or "(demo)")
+    return 0
 
 
 def _chdir(directory: str) -> None:

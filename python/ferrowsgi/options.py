@@ -387,6 +387,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("reload", BOOLEAN, False,
             "development: restart the workers when a Python file of the application "
             "changes (not with --preload)", boolean=True),
+    Setting("check_config", BOOLEAN, False,
+            "check the deployment and exit: read the options (TLS files included) and "
+            "import the application, without binding; exit 0 when all is well, else 1 "
+            "(application) or 2 (options) with a line saying what is wrong", boolean=True),
+    Setting("print_config", BOOLEAN, False,
+            "print every effective setting and where it came from (command line, "
+            "FERROWSGI_* environment, config file, default), then check as "
+            "--check-config does", boolean=True),
     Setting("config", PATH, None,
             "Python config file whose module-level names set options (threads = 4, "
             "bind = ['0.0.0.0:80']); gunicorn's names are understood", metavar="PATH",
