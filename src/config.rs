@@ -9,6 +9,7 @@ use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::middleware::options::MiddlewareConfig;
 use crate::protocols::http1::Limits;
 use crate::protocols::HttpVersions;
 use crate::server::tls::Tls;
@@ -391,7 +392,7 @@ impl std::error::Error for ConfigError {}
 /// The keys of the options dict `_ferrowsgi.Server` takes: each one must be
 /// present (the options table in `python/ferrowsgi/options.py` holds the
 /// defaults, so there is one set of them) and no other is accepted.
-pub const KEYS: [&str; 27] = [
+pub const KEYS: [&str; 33] = [
     "bind",
     "backlog",
     "unix_socket_mode",
@@ -419,6 +420,12 @@ pub const KEYS: [&str; 27] = [
     "ca_certs",
     "cert_reqs",
     "ssl_min_version",
+    "static",
+    "static_max_age",
+    "compress",
+    "forward",
+    "forward_timeout",
+    "forward_fail_timeout",
 ];
 
 /// The server's options, validated. The options table documents each one.
@@ -472,6 +479,8 @@ pub struct ServerConfig {
     /// TLS on every HTTP listener (`--certfile` and friends), its files
     /// read and checked; `None`: plain HTTP.
     pub tls: Option<Tls>,
+    /// The built-in middleware: static files, compression, forwarding.
+    pub middleware: MiddlewareConfig,
 }
 
 impl ServerConfig {
@@ -503,6 +512,7 @@ impl ServerConfig {
             proxy_allow_from: TrustList::default(),
             http: HttpVersions::Auto,
             tls: None,
+            middleware: MiddlewareConfig::default(),
         }
     }
 
@@ -552,6 +562,7 @@ impl ServerConfig {
             }
             .to_owned(),
         ]);
+        let values = values.chain(self.middleware.describe());
         KEYS.iter()
             .zip(values)
             .map(|(k, v)| format!("{k}={v}"))

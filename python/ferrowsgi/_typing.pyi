@@ -110,6 +110,35 @@ class MakeServerOptions(TypedDict, total=False):
     """Longest header field line; longer ones get 431. Unit: bytes. Default: 8190."""
     max_requests: int
     """Recycle a worker gracefully after exactly this many requests; 0 = never. Default: 0."""
+    static: list[str | tuple[str, str]]
+    """
+    Answer requests under PREFIX with the files of DIR, without calling the application
+    (ETag, Last-Modified, Range, precompressed .br/.gz/.zst siblings); repeat for several.
+    Default: .
+    """
+    static_max_age: float | int | str
+    """Cache-Control max-age of --static answers. Unit: seconds. Default: 3600."""
+    compress: bool | str
+    """
+    Compress responses of text, JSON, JavaScript, XML and SVG types of 1 KiB or more with
+    gzip, br or zstd, as the client's Accept-Encoding prefers. Default: off.
+    """
+    forward: list[str | tuple[str, str]]
+    """
+    Send requests under PREFIX to these HTTP backends (round-robin, a failing one skipped
+    for --forward-fail-timeout) instead of the application; repeat for several prefixes.
+    Default: .
+    """
+    forward_timeout: float | int | str
+    """
+    Seconds a backend gets to connect and answer a forwarded request; then 504. Unit:
+    seconds. Default: 30.
+    """
+    forward_fail_timeout: float | int | str
+    """
+    Seconds a backend that refused or timed out is left out of the rotation. Unit:
+    seconds. Default: 10.
+    """
     url_scheme: str
     """environ['wsgi.url_scheme']. Default: http."""
     script_name: str

@@ -27,7 +27,7 @@ import os
 import re
 from collections.abc import Callable, Mapping, Sequence
 
-from ._ferrowsgi import check_tls, check_trusted, parse_bind
+from ._ferrowsgi import check_backends, check_tls, check_trusted, parse_bind
 
 TYPE_CHECKING = False  # typing is not imported at run time: a worker has no use for it
 if TYPE_CHECKING:
@@ -264,6 +264,42 @@ def _tls_version(raw: Any) -> str:
     return value
 
 
+def _prefix(raw: Any) -> str:
+    """A URL path prefix: '/' or '/a/b' (a trailing slash is dropped)."""
+    text = _text(raw).strip()
+    if not text.startswith("/"):
+        raise ValueError(f"a prefix must start with '/', got {raw!r}")
+    return text.rstrip("/") or "/"
+
+
+def _route(value: Callable[[str], str], what: str) -> Kind:
+    """``PREFIX=VALUE`` (or a ``(prefix, value)`` pair) as ``(prefix, value)``."""
+
+    def parse(raw: Any) -> tuple[str, str]:
+        if isinstance(raw, (list, tuple)) and len(raw) == 2:
+            prefix, rest = raw
+        elif isinstance(raw, str) and "=" in raw:
+            prefix, rest = raw.split("=", 1)
+        else:
+            raise ValueError(f"expected PREFIX={what}, got {raw!r}")
+        return (_prefix(prefix), value(_text(rest).strip()))
+
+    return Kind(parse, "tuple[str, str]", "str | tuple[str, str]")
+
+
+def _directory(raw: str) -> str:
+    """An existing directory, made absolute (as found from here, whatever --chdir says)."""
+    if not os.path.isdir(raw):
+        raise ValueError(f"{raw!r} is not a directory")
+    return os.path.abspath(raw)
+
+
+def _backends(raw: str) -> str:
+    """``URL[,URL...]``, each ``http://HOST:PORT`` with an optional path; checked by
+    the native parser the forwarding middleware uses."""
+    return check_backends(raw)
+
+
 CERT_REQS = ("none", "optional", "required")
 SECONDS = Kind(_seconds, "float", "float | int | str")
 SIZE = Kind(_size, "int", "int | str")
@@ -401,6 +437,35 @@ SETTINGS: tuple[Setting, ...] = (
             short="-c"),
     Setting("pid", PATH, None, "write the master's process id to this file", metavar="PATH",
             gunicorn=("pidfile",)),
+    # Built-in middleware (order: static, forward, mount, then the application;
+    # compression on the way out).
+    Setting("mount", _route(_text, "APP"), [],
+            "serve the application APP (module:callable, as on the command line) under the "
+            "URL prefix PREFIX, with SCRIPT_NAME PREFIX and PATH_INFO the rest; repeat for "
+            "several: the longest matching prefix wins, and / is the default application "
+            "(an APP given beside --mount is the one at /)", metavar="PREFIX=APP",
+            multiple=True),
+    Setting("static", _route(_directory, "DIR"), [],
+            "answer requests under PREFIX with the files of DIR, without calling the "
+            "application (ETag, Last-Modified, Range, precompressed .br/.gz/.zst "
+            "siblings); repeat for several", metavar="PREFIX=DIR", multiple=True, rust=True),
+    Setting("static_max_age", SECONDS, 3600.0,
+            "Cache-Control max-age of --static answers", unit="seconds", metavar="SECONDS",
+            rust=True),
+    Setting("compress", BOOLEAN, False,
+            "compress responses of text, JSON, JavaScript, XML and SVG types of 1 KiB or "
+            "more with gzip, br or zstd, as the client's Accept-Encoding prefers",
+            boolean=True, rust=True),
+    Setting("forward", _route(_backends, "URL[,URL...]"), [],
+            "send requests under PREFIX to these HTTP backends (round-robin, a failing one "
+            "skipped for --forward-fail-timeout) instead of the application; repeat for "
+            "several prefixes", metavar="PREFIX=URL[,URL...]", multiple=True, rust=True),
+    Setting("forward_timeout", SECONDS, 30.0,
+            "seconds a backend gets to connect and answer a forwarded request; then 504",
+            unit="seconds", metavar="SECONDS", rust=True),
+    Setting("forward_fail_timeout", SECONDS, 10.0,
+            "seconds a backend that refused or timed out is left out of the rotation",
+            unit="seconds", metavar="SECONDS", rust=True),
     # Logs.
     Setting("access_log", PATH, None,
             "write one access-log line per request to PATH, or to stdout with '-'",

@@ -8,6 +8,7 @@ use pyo3::prelude::*;
 
 use super::options::config_error;
 use crate::config::{Bind, TrustList};
+use crate::middleware::options::{parse_backends, show_backends};
 use crate::server::listener::{BindOptions, Listening};
 
 /// Checks one `--bind` value and returns it in canonical form
@@ -20,6 +21,19 @@ use crate::server::listener::{BindOptions, Listening};
 pub fn parse_bind(address: &str) -> PyResult<String> {
     Bind::parse(address)
         .map(|a| a.to_string())
+        .map_err(config_error)
+}
+
+/// Checks one `--forward` value's `URL[,URL...]` and returns it in
+/// canonical form (URLs comma-separated), as the forwarding middleware will
+/// read it.
+///
+/// # Errors
+/// `ValueError` naming the URL at fault.
+#[pyfunction]
+pub fn check_backends(urls: &str) -> PyResult<String> {
+    parse_backends(urls)
+        .map(|b| show_backends(&b))
         .map_err(config_error)
 }
 

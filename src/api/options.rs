@@ -9,7 +9,10 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
+use std::path::PathBuf;
+
 use crate::config::{seconds, Bind, ConfigError, ServerConfig, TlsOptions, TrustList, KEYS};
+use crate::middleware::options::{parse_backends, ForwardRoute, MiddlewareConfig};
 use crate::protocols::http1::Limits;
 use crate::protocols::HttpVersions;
 use crate::server::tls::Tls;
@@ -76,9 +79,38 @@ pub fn parse(dict: &Bound<'_, PyDict>) -> PyResult<ServerConfig> {
             get("cert_reqs")?.extract()?,
             get("ssl_min_version")?.extract()?,
         )?,
+        middleware: middleware_options(dict)?,
     };
     config.validate().map_err(config_error)?;
     Ok(config)
+}
+
+/// The built-in middleware's options.
+///
+/// # Errors
+/// `ValueError` for a bad backend URL or a negative number of seconds.
+fn middleware_options(dict: &Bound<'_, PyDict>) -> PyResult<MiddlewareConfig> {
+    let get = |key: &str| {
+        dict.get_item(key)?
+            .ok_or_else(|| PyValueError::new_err(format!("missing server option {key:?}")))
+    };
+    let secs = |key: &str| seconds(key, get(key)?.extract()?).map_err(config_error);
+    let statics: Vec<(String, PathBuf)> = get("static")?.extract()?;
+    let forwards: Vec<(String, String)> = get("forward")?.extract()?;
+    Ok(MiddlewareConfig {
+        statics,
+        static_max_age: secs("static_max_age")?,
+        compress: get("compress")?.extract()?,
+        forwards: forwards
+            .into_iter()
+            .map(|(prefix, urls)| {
+                let backends = parse_backends(&urls).map_err(config_error)?;
+                Ok(ForwardRoute { prefix, backends })
+            })
+            .collect::<PyResult<_>>()?,
+        forward_timeout: secs("forward_timeout")?,
+        forward_fail_timeout: secs("forward_fail_timeout")?,
+    })
 }
 
 /// The TLS options, their files read and checked; `None` without

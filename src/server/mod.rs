@@ -21,7 +21,6 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::config::{Protocol, ServerConfig, TrustList};
 use crate::exchange::{Connection, Dispatch, LocalAddr};
-use crate::middleware::forwarded::Forwarded;
 use crate::protocols::http1::conn::Transport;
 use crate::protocols::{self, http1, HttpVersions, Settings, Shared};
 use crate::server::listener::{Accepted, Listener};
@@ -58,8 +57,7 @@ impl ServerCtx {
         dispatch: Arc<dyn Dispatch>,
         shutdown: ShutdownSignal,
     ) -> Self {
-        let dispatch: Arc<dyn Dispatch> =
-            Arc::new(Forwarded::new(dispatch, config.forwarded_allow_ips.clone()));
+        let dispatch = crate::middleware::stack(config, dispatch);
         let settings = Settings {
             limits: config.limits,
             keep_alive: config.keep_alive,
