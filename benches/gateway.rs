@@ -106,7 +106,7 @@ fn bench_environ(c: &mut Criterion) {
         c.bench_function("environ/build_get_8_headers", |b| {
             b.iter_batched(
                 request,
-                |req| template.build(py, req).expect("environ"),
+                |req| template.build(py, req, None).expect("environ"),
                 BatchSize::SmallInput,
             )
         });

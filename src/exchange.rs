@@ -130,6 +130,39 @@ impl Request {
     }
 }
 
+/// Which of the applications mounted side by side (`ferrowsgi.mount`,
+/// `--mount`) a request goes to: put in the request's extensions by
+/// `middleware::mount`, read by the gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mounted {
+    /// The application's index, in the order the gateway holds them.
+    pub app: usize,
+    /// Bytes at the front of the percent-decoded path (after SCRIPT_NAME)
+    /// that the prefix takes: they move from PATH_INFO to SCRIPT_NAME (PEP
+    /// 3333, RFC 3875 §4.1.13). 0 for the application at `/`.
+    pub prefix_len: usize,
+}
+
+/// The rest of `path` when it lies under `prefix` by whole segments, RFC
+/// 3986 §3.3 (`/api` takes `/api`, `/api/` and `/api/x`, not `/apix`): `""`
+/// for the prefix itself, else a part that starts with `/`. The prefix `/`
+/// takes every path and leaves it whole. `prefix` has no trailing slash
+/// (but for `/`).
+pub fn under_prefix<'a>(prefix: &str, path: &'a str) -> Option<&'a str> {
+    let rest = under_prefix_bytes(prefix.as_bytes(), path.as_bytes())?;
+    // The rest starts at a '/' or at the end: a char boundary.
+    Some(&path[path.len() - rest.len()..])
+}
+
+/// [`under_prefix`] on bytes (a percent-decoded path need not be UTF-8).
+pub fn under_prefix_bytes<'a>(prefix: &[u8], path: &'a [u8]) -> Option<&'a [u8]> {
+    if prefix == b"/" {
+        return Some(path);
+    }
+    let rest = path.strip_prefix(prefix)?;
+    (rest.is_empty() || rest[0] == b'/').then_some(rest)
+}
+
 /// The response head, and how its body will come.
 #[derive(Debug)]
 pub struct ResponseStart {

@@ -55,6 +55,7 @@ fn _ferrowsgi(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(api::address::bind_socket, m)?)?;
     m.add_function(wrap_pyfunction!(api::address::check_trusted, m)?)?;
     m.add_function(wrap_pyfunction!(api::address::check_backends, m)?)?;
+    m.add_function(wrap_pyfunction!(api::address::under_prefix, m)?)?;
     m.add_function(wrap_pyfunction!(api::options::check_tls, m)?)?;
     Ok(())
 }

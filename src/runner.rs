@@ -95,6 +95,7 @@ pub fn run(
         queue_rx,
         pending.clone(),
     )?;
+    let mounts = gateway.mounts().to_vec();
     let inline = (config.threads == 1).then_some(gateway);
     // Counted from now: the server may have served before (`handle_request`).
     let limit = (args.max_requests > 0)
@@ -108,7 +109,12 @@ pub fn run(
             .iter()
             .map(|l| Ok((l.socket.to_tokio()?, Arc::new(l.local.clone()), l.protocol)))
             .collect::<std::io::Result<Vec<_>>>()?;
-        let ctx = Arc::new(ServerCtx::new(config, Arc::new(dispatcher), signal.clone()));
+        let ctx = Arc::new(ServerCtx::new(
+            config,
+            &mounts,
+            Arc::new(dispatcher),
+            signal.clone(),
+        ));
         server::spawn(listeners, ctx, &tracker);
     }
     let abort = Arc::new(Notify::new());

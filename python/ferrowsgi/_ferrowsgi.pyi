@@ -182,6 +182,12 @@ def check_backends(urls: str) -> str:
     with an optional path, no query. Returns them canonical, comma-separated; raises
     ``ValueError`` naming the URL at fault."""
 
+def under_prefix(prefix: str, path: str) -> str | None:
+    """The rest of ``path`` when it lies under the URL prefix ``prefix`` by whole
+    segments (``/api`` takes ``/api`` → ``''`` and ``/api/x`` → ``'/x'``; not
+    ``/apix`` → None; ``/`` takes every path whole): the rule of ``--mount``,
+    ``--static`` and ``--forward``."""
+
 def check_tls(
     certfile: str | None,
     keyfile: str | None,

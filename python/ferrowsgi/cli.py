@@ -66,7 +66,7 @@ def _run(cfg: options.Config, argv: list[str], start_dir: str) -> int:
         log.debug("config: %s", line)
     if cfg.workers > 0:
         return master.run(cfg, argv, start_dir)
-    app = loader.load_logged(cfg.app)
+    app = loader.load_logged(cfg.app, cfg.mount)
     if app is None:
         return 1
     try:
@@ -99,9 +99,11 @@ def _check(cfg: options.Config) -> int:
             print("\n".join(lines), flush=True)
         except BrokenPipeError:  # `ferrowsgi --print-config | head`
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-    if loader.load_logged(cfg.app) is None:
+    if loader.load_logged(cfg.app, cfg.mount) is None:
         return 1
-    log.info("Configuration checked: options valid, application %s loaded", cfg.app or "(demo)")
+    what = cfg.app or ("(demo)" if not cfg.mount else "(none at /)")
+    mounted = "".join(f", {spec} at {prefix}" for prefix, spec in cfg.mount)
+    log.info("Configuration checked: options valid, application %s loaded%s", what, mounted)
     return 0
 
 

@@ -39,7 +39,7 @@ import importlib.machinery
 import importlib.util
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from types import FunctionType, MethodType, ModuleType
 
 TYPE_CHECKING = False  # typing is not imported at run time: a worker has no use for it
@@ -75,12 +75,20 @@ class LoadError(Exception):
         self.details = details
 
 
-def load_logged(spec: str | None) -> Callable[..., Any] | None:
+def load_logged(
+    spec: str | None, mounts: Sequence[tuple[str, str]] = ()
+) -> Callable[..., Any] | None:
     """The application named by ``spec`` (None: the demo app), or None after logging
     why it could not be loaded: one ``Error: ...`` line, then the traceback of the
-    user's exception, if any, at error level too."""
+    user's exception, if any, at error level too.
+
+    With ``mounts`` (``(prefix, APP)`` pairs: ``--mount``), a :func:`ferrowsgi.mount`
+    of each APP at its prefix and of ``spec``, if given, at ``/``; no demo application
+    then (an unmatched path gets 404)."""
     from .logs import log
 
+    if mounts:
+        return _load_mounted(spec, mounts)
     if spec is None:
         log.info("No APP given: serving the demo application (ferrowsgi.demo:application)")
         from .demo import application
@@ -93,6 +101,19 @@ def load_logged(spec: str | None) -> Callable[..., Any] | None:
         if e.details is not None:
             log.error("%s", e.details)
         return None
+
+
+def _load_mounted(spec: str | None, mounts: Sequence[tuple[str, str]]) -> Any:
+    from .mount import mount
+
+    routes = [*mounts, *([("/", spec)] if spec is not None else [])]
+    apps = {}
+    for prefix, app_spec in routes:
+        app = load_logged(app_spec)
+        if app is None:
+            return None
+        apps[prefix] = app
+    return mount(apps)
 
 
 def load_app(spec: str) -> Callable[..., Any]:

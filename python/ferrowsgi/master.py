@@ -56,7 +56,7 @@ def run(cfg: options.Config, argv: list[str], start_dir: str) -> int:
     directory the command started in) are for reading the configuration again."""
     app, baseline = None, set(sys.modules)
     if cfg.preload:
-        app = loader.load_logged(cfg.app)
+        app = loader.load_logged(cfg.app, cfg.mount)
         if app is None:
             return 1
     try:
@@ -395,7 +395,7 @@ class Master:
             path = getattr(sys.modules[name], "__file__", None) or ""
             if path.startswith(root) and "-packages" + os.sep not in path:
                 del sys.modules[name]
-        return loader.load_logged(cfg.app)
+        return loader.load_logged(cfg.app, cfg.mount)
 
     def reopen_logs(self, cfg: options.Config | None = None) -> None:
         cfg = cfg or self.cfg

@@ -28,6 +28,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 
 from ._ferrowsgi import check_backends, check_tls, check_trusted, parse_bind
+from .mount import normalize_prefix
 
 TYPE_CHECKING = False  # typing is not imported at run time: a worker has no use for it
 if TYPE_CHECKING:
@@ -266,10 +267,7 @@ def _tls_version(raw: Any) -> str:
 
 def _prefix(raw: Any) -> str:
     """A URL path prefix: '/' or '/a/b' (a trailing slash is dropped)."""
-    text = _text(raw).strip()
-    if not text.startswith("/"):
-        raise ValueError(f"a prefix must start with '/', got {raw!r}")
-    return text.rstrip("/") or "/"
+    return normalize_prefix(_text(raw).strip())
 
 
 def _route(value: Callable[[str], str], what: str) -> Kind:
@@ -553,7 +551,17 @@ def load(
     for s in SETTINGS:
         values[s.name], origins[s.name] = _resolve(s, sources)
     _check_combinations(values, origins, warnings)
+    _check_mounts(app, values["mount"])
     return Config(app, values, origins, warnings)
+
+
+def _check_mounts(app: str | None, mounts: list[tuple[str, str]]) -> None:
+    """One application per prefix; an APP beside --mount is the one at /."""
+    prefixes = [prefix for prefix, _ in mounts] + (["/"] if mounts and app else [])
+    for prefix in prefixes:
+        if prefixes.count(prefix) > 1:
+            also = " (an APP given beside --mount is the one at /)" if prefix == "/" else ""
+            raise ConfigError(f"--mount: two applications at {prefix!r}{also}")
 
 
 def _check_combinations(values: dict[str, Any], origins: dict[str, str], warnings: list) -> None:

@@ -111,7 +111,7 @@ def _serve(spec: WorkerSpec) -> int:
     faulthandler.enable(all_threads=True)
     set_title("worker", spec.cfg.app)
     log.info("Booting worker with pid %d", os.getpid())
-    app = spec.app if spec.app is not None else loader.load_logged(spec.cfg.app)
+    app = spec.app if spec.app is not None else loader.load_logged(spec.cfg.app, spec.cfg.mount)
     if app is None:
         return BOOT_ERROR
     cfg = spec.cfg

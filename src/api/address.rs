@@ -37,6 +37,15 @@ pub fn check_backends(urls: &str) -> PyResult<String> {
         .map_err(config_error)
 }
 
+/// The rest of `path` when it lies under the URL prefix `prefix` by whole
+/// segments (`/api` takes `/api` → `''` and `/api/x` → `'/x'`, not `/apix`
+/// → `None`; `/` takes every path whole): the rule `--mount`, `--static`
+/// and `--forward` keep (RFC 3986 §3.3), for `ferrowsgi.mount`.
+#[pyfunction]
+pub fn under_prefix(prefix: &str, path: &str) -> Option<String> {
+    crate::exchange::under_prefix(prefix, path).map(str::to_owned)
+}
+
 /// Binds (or, for `fd://N`, checks) one listening socket and returns its file
 /// descriptor, which the caller owns (and, for `unix:PATH`, the socket file),
 /// the address it is bound to (`(host, port)` for TCP, the path for a unix

@@ -3,6 +3,7 @@
 //!
 //! - [`forwarded`]: the client's address and scheme from a trusted proxy's
 //!   `X-Forwarded-For`/`X-Forwarded-Proto` or `Forwarded` (RFC 7239) header.
+//! - [`mount`]: several applications side by side, by URL prefix.
 //! - [`options`]: the middleware's options (`MiddlewareConfig`).
 //! - [`adapt`]: a response from a `tower`/`http_body` service as the seam's
 //!   [`ResponseStart`](crate::exchange::ResponseStart), and back.
@@ -13,38 +14,36 @@
 
 pub mod adapt;
 pub mod forwarded;
+pub mod mount;
 pub mod options;
 
 use std::sync::Arc;
 
 use crate::config::ServerConfig;
 use crate::exchange::Dispatch;
+/// The prefix rule every layer (and the gateway's SCRIPT_NAME) keeps.
+pub use crate::exchange::{under_prefix, under_prefix_bytes};
 use forwarded::Forwarded;
 
 /// The middleware `config` asks for, around `app` (the gateway's dispatch),
-/// outermost first.
-pub fn stack(config: &ServerConfig, app: Arc<dyn Dispatch>) -> Arc<dyn Dispatch> {
+/// outermost first. `mounts`: the URL prefixes of the applications the
+/// gateway holds, in its order (empty: one application, no routing).
+pub fn stack(
+    config: &ServerConfig,
+    mounts: &[String],
+    app: Arc<dyn Dispatch>,
+) -> Arc<dyn Dispatch> {
     let _middleware = &config.middleware;
-    let dispatch = app;
-    Arc::new(Forwarded::new(dispatch, config.forwarded_allow_ips.clone()))
-}
-
-/// The rest of `path` when it lies under `prefix` by whole segments, RFC
-/// 3986 §3.3 (`/api` takes `/api`, `/api/` and `/api/x`, not `/apix`): `""`
-/// for the prefix itself, else a part that starts with `/`. The prefix `/`
-/// takes every path and leaves it whole. `prefix` has no trailing slash
-/// (but for `/`).
-pub fn under_prefix<'a>(prefix: &str, path: &'a str) -> Option<&'a str> {
-    if prefix == "/" {
-        return Some(path);
+    let mut dispatch = app;
+    if !mounts.is_empty() {
+        dispatch = Arc::new(mount::Mount::new(dispatch, mounts, &config.script_name));
     }
-    let rest = path.strip_prefix(prefix)?;
-    (rest.is_empty() || rest.starts_with('/')).then_some(rest)
+    Arc::new(Forwarded::new(dispatch, config.forwarded_allow_ips.clone()))
 }
 
 #[cfg(test)]
 mod tests {
-    use super::under_prefix;
+    use super::{under_prefix, under_prefix_bytes};
 
     #[test]
     fn prefixes_match_whole_segments() {
@@ -55,5 +54,11 @@ mod tests {
         assert_eq!(under_prefix("/api", "/ap"), None);
         assert_eq!(under_prefix("/a/b", "/a/b/c"), Some("/c"));
         assert_eq!(under_prefix("/", "/anything"), Some("/anything"));
+        assert_eq!(
+            under_prefix("", "/x"),
+            Some("/x"),
+            "no prefix takes every path"
+        );
+        assert_eq!(under_prefix_bytes(b"/a", b"/a/\xff"), Some(&b"/\xff"[..]));
     }
 }

@@ -51,13 +51,16 @@ pub struct ServerCtx {
 const MIN_DRAIN: Duration = Duration::from_secs(1);
 
 impl ServerCtx {
-    /// Builds the shared context from the options.
+    /// Builds the shared context from the options; `mounts`: the URL
+    /// prefixes of the applications mounted side by side, in the gateway's
+    /// order (empty: one application).
     pub fn new(
         config: &ServerConfig,
+        mounts: &[String],
         dispatch: Arc<dyn Dispatch>,
         shutdown: ShutdownSignal,
     ) -> Self {
-        let dispatch = crate::middleware::stack(config, dispatch);
+        let dispatch = crate::middleware::stack(config, mounts, dispatch);
         let settings = Settings {
             limits: config.limits,
             keep_alive: config.keep_alive,

@@ -33,7 +33,7 @@ use pyo3::types::{PyDict, PyString, PyTuple};
 
 use crate::config::ServerConfig;
 use crate::exchange::LocalAddr;
-use crate::exchange::Request;
+use crate::exchange::{under_prefix_bytes, Request};
 use crate::wsgi::errors::ErrorStream;
 use crate::wsgi::file_wrapper::FileWrapper;
 use crate::wsgi::input::Input;
@@ -112,18 +112,27 @@ impl EnvironTemplate {
     }
 
     /// Builds the environ for `request`; its body becomes `wsgi.input`.
+    /// `mount`: for an application mounted under a prefix, its SCRIPT_NAME
+    /// and the bytes of the path the prefix takes ([`Mounted`]).
     ///
     /// # Errors
     /// A Python error if a dict or string cannot be made (out of memory).
-    pub fn build<'py>(&self, py: Python<'py>, request: Request) -> PyResult<Bound<'py, PyDict>> {
+    pub fn build<'py>(
+        &self,
+        py: Python<'py>,
+        request: Request,
+        mount: Option<(&Py<PyString>, usize)>,
+    ) -> PyResult<Bound<'py, PyDict>> {
         let env = self.base.bind(py).copy()?;
         let http = &request.http;
         env.set_item(intern!(py, "REQUEST_METHOD"), method(py, http.method()))?;
         let path = percent_decode(http.uri().path().as_bytes()).collect::<Cow<'_, [u8]>>();
-        env.set_item(
-            intern!(py, "PATH_INFO"),
-            latin1(py, self.strip_script_name(&path)),
-        )?;
+        let mut path_info = self.strip_script_name(&path);
+        if let Some((script_name, prefix_len)) = mount {
+            env.set_item(intern!(py, "SCRIPT_NAME"), script_name)?;
+            path_info = path_info.get(prefix_len..).unwrap_or(path_info);
+        }
+        env.set_item(intern!(py, "PATH_INFO"), latin1(py, path_info))?;
         let query = http.uri().query().unwrap_or("");
         env.set_item(intern!(py, "QUERY_STRING"), latin1(py, query.as_bytes()))?;
         env.set_item(intern!(py, "SERVER_PROTOCOL"), protocol(py, http.version()))?;
@@ -142,11 +151,7 @@ impl EnvironTemplate {
     }
 
     fn strip_script_name<'a>(&self, path: &'a [u8]) -> &'a [u8] {
-        let prefix = self.script_name.as_bytes();
-        match path.strip_prefix(prefix) {
-            Some(rest) if !prefix.is_empty() && (rest.is_empty() || rest[0] == b'/') => rest,
-            _ => path,
-        }
+        under_prefix_bytes(self.script_name.as_bytes(), path).unwrap_or(path)
     }
 
     /// wsgi.url_scheme when a trusted proxy gave it; REMOTE_ADDR/REMOTE_PORT

@@ -17,9 +17,10 @@ pub mod response;
 pub mod start_response;
 
 use pyo3::prelude::*;
+use pyo3::types::PyString;
 
 use crate::config::ServerConfig;
-use crate::exchange::Job;
+use crate::exchange::{Job, Mounted};
 use crate::log::{self, Severity};
 use crate::wsgi::environ::EnvironTemplate;
 use crate::wsgi::errors::Failure;
@@ -27,22 +28,61 @@ use crate::wsgi::responder::Responder;
 use crate::wsgi::response::Resume;
 use crate::wsgi::start_response::StartResponse;
 
-/// The application and what is needed to call it.
+/// The application (or the applications mounted side by side) and what is
+/// needed to call it.
 pub struct Gateway {
-    app: Py<PyAny>,
+    apps: Vec<Application>,
+    /// The prefix of each of `apps` when `app` was a `ferrowsgi.mount`
+    /// (`middleware::mount` routes by them); empty otherwise.
+    mounts: Vec<String>,
     environ: EnvironTemplate,
 }
 
+/// One application and its SCRIPT_NAME when it is mounted under a prefix.
+struct Application {
+    app: Py<PyAny>,
+    script_name: Option<Py<PyString>>,
+}
+
 impl Gateway {
-    /// A gateway calling `app`.
+    /// A gateway calling `app`. A `ferrowsgi.mount.Mount` is not called
+    /// itself: the applications it holds are, each under its prefix (the
+    /// same rules, applied in Rust: `middleware::mount`).
     ///
     /// # Errors
-    /// A Python error if the environ template cannot be built.
+    /// A Python error if the environ template cannot be built, or a
+    /// `Mount`'s routes cannot be read.
     pub fn new(py: Python<'_>, app: Py<PyAny>, config: &ServerConfig) -> PyResult<Self> {
+        let (apps, mounts) = if is_mount(app.bind(py))? {
+            let routes: Vec<(String, Py<PyAny>)> = app.bind(py).getattr("routes")?.extract()?;
+            let apps = routes
+                .iter()
+                .map(|(prefix, app)| Application {
+                    app: app.clone_ref(py),
+                    script_name: (prefix != "/").then(|| {
+                        PyString::new(py, &(config.script_name.clone() + prefix)).unbind()
+                    }),
+                })
+                .collect();
+            (apps, routes.into_iter().map(|(prefix, _)| prefix).collect())
+        } else {
+            let only = Application {
+                app,
+                script_name: None,
+            };
+            (vec![only], Vec::new())
+        };
         Ok(Gateway {
-            app,
+            apps,
+            mounts,
             environ: EnvironTemplate::new(py, config)?,
         })
+    }
+
+    /// The URL prefixes of the applications mounted side by side, in the
+    /// order [`Mounted::app`] counts them; empty for one application.
+    pub fn mounts(&self) -> &[String] {
+        &self.mounts
     }
 
     /// Runs one request through the application and answers it (on a
@@ -75,9 +115,14 @@ impl Gateway {
                 return None;
             }
         };
-        match self.environ.build(py, request) {
+        let mounted = request.http.extensions().get::<Mounted>().copied();
+        let app = &self.apps[mounted.map_or(0, |m| m.app).min(self.apps.len() - 1)];
+        let mount = mounted
+            .zip(app.script_name.as_ref())
+            .map(|(m, script_name)| (script_name, m.prefix_len));
+        match self.environ.build(py, request, mount) {
             Ok(environ) => {
-                let result = self.app.bind(py).call1((environ, &sr));
+                let result = app.app.bind(py).call1((environ, &sr));
                 response::run(py, &sr, result)
             }
             Err(e) => {
@@ -86,4 +131,11 @@ impl Gateway {
             }
         }
     }
+}
+
+/// Whether `app` is a `ferrowsgi.mount.Mount` (by its type's qualified name:
+/// the gateway never imports the package).
+fn is_mount(app: &Bound<'_, PyAny>) -> PyResult<bool> {
+    let name = app.get_type().fully_qualified_name()?;
+    Ok(name.to_str()? == "ferrowsgi.mount.Mount")
 }
