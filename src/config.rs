@@ -392,7 +392,7 @@ impl std::error::Error for ConfigError {}
 /// The keys of the options dict `_ferrowsgi.Server` takes: each one must be
 /// present (the options table in `python/ferrowsgi/options.py` holds the
 /// defaults, so there is one set of them) and no other is accepted.
-pub const KEYS: [&str; 33] = [
+pub const KEYS: [&str; 34] = [
     "bind",
     "backlog",
     "unix_socket_mode",
@@ -426,6 +426,7 @@ pub const KEYS: [&str; 33] = [
     "forward",
     "forward_timeout",
     "forward_fail_timeout",
+    "max_queue",
 ];
 
 /// The server's options, validated. The options table documents each one.
@@ -481,6 +482,9 @@ pub struct ServerConfig {
     pub tls: Option<Tls>,
     /// The built-in middleware: static files, compression, forwarding.
     pub middleware: MiddlewareConfig,
+    /// Requests that may wait for a Python thread; one more gets 503 at
+    /// once. 0: no limit.
+    pub max_queue: usize,
 }
 
 impl ServerConfig {
@@ -513,6 +517,7 @@ impl ServerConfig {
             http: HttpVersions::Auto,
             tls: None,
             middleware: MiddlewareConfig::default(),
+            max_queue: 0,
         }
     }
 
@@ -562,7 +567,9 @@ impl ServerConfig {
             }
             .to_owned(),
         ]);
-        let values = values.chain(self.middleware.describe());
+        let values = values
+            .chain(self.middleware.describe())
+            .chain([self.max_queue.to_string()]);
         KEYS.iter()
             .zip(values)
             .map(|(k, v)| format!("{k}={v}"))

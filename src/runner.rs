@@ -96,11 +96,13 @@ pub fn run(
         pending.clone(),
     )?;
     let mounts = gateway.mounts().to_vec();
-    let inline = (config.threads == 1).then_some(gateway);
+    // With --max-queue the I/O thread must stay free to answer 503s.
+    let inline = (config.threads == 1 && config.max_queue == 0).then_some(gateway);
     // Counted from now: the server may have served before (`handle_request`).
     let limit = (args.max_requests > 0)
         .then(|| (args.stats.requests() + args.max_requests, trigger.clone()));
-    let dispatcher = Dispatcher::new(queue_tx, inline, args.stats.clone(), pending, limit);
+    let dispatcher = Dispatcher::new(queue_tx, inline, args.stats.clone(), pending, limit)
+        .with_max_queue(config.max_queue);
     let tracker = TaskTracker::new();
     {
         let _entered = rt.enter();

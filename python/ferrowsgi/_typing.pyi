@@ -72,6 +72,13 @@ class MakeServerOptions(TypedDict, total=False):
     Open connections per worker; beyond it new connections wait in the backlog. Default:
     1000.
     """
+    max_queue: int
+    """
+    Requests that may wait for a Python thread; one more is answered 503 Service
+    Unavailable with Retry-After at once, instead of queueing until clients time out; 0 =
+    no limit. Set, the I/O thread never runs the application itself (even with --threads
+    1), so it stays free to answer. Default: 0.
+    """
     graceful_timeout: float | int | str
     """
     Seconds requests in flight get to finish after SIGTERM or Ctrl-C. Unit: seconds.

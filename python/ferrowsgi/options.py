@@ -370,6 +370,12 @@ SETTINGS: tuple[Setting, ...] = (
             "open connections per worker; beyond it new connections wait in the backlog",
             metavar="N", rust=True, gunicorn=("worker_connections",),
             gunicorn_flags=("--worker-connections",)),
+    Setting("max_queue", _integer(0), 0,
+            "requests that may wait for a Python thread; one more is answered 503 "
+            "Service Unavailable with Retry-After at once, instead of queueing until "
+            "clients time out; 0 = no limit. Set, the I/O thread never runs the "
+            "application itself (even with --threads 1), so it stays free to answer",
+            metavar="N", rust=True),
     # Timeouts.
     Setting("timeout", SECONDS, 30.0,
             "a worker whose application call runs longer than this is killed and replaced, "

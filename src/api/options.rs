@@ -80,6 +80,7 @@ pub fn parse(dict: &Bound<'_, PyDict>) -> PyResult<ServerConfig> {
             get("ssl_min_version")?.extract()?,
         )?,
         middleware: middleware_options(dict)?,
+        max_queue: get("max_queue")?.extract()?,
     };
     config.validate().map_err(config_error)?;
     Ok(config)

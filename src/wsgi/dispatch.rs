@@ -15,7 +15,9 @@ use std::sync::Arc;
 use crossbeam_channel::Sender;
 use pyo3::prelude::*;
 
-use crate::exchange::{Dispatch, Job, Stopped};
+use http::StatusCode;
+
+use crate::exchange::{Dispatch, Job, ResponseStart, Stopped};
 use crate::shutdown::ShutdownTrigger;
 use crate::wsgi::pool::{PoolStats, Work};
 use crate::wsgi::Gateway;
@@ -30,6 +32,8 @@ pub struct Dispatcher {
     pending: Arc<AtomicUsize>,
     /// `max_requests`: after this many requests, the graceful stop begins.
     limit: Option<(u64, Arc<ShutdownTrigger>)>,
+    /// `max_queue`: requests that may wait for a Python thread; 0: any.
+    max_queue: usize,
 }
 
 impl Dispatcher {
@@ -51,7 +55,21 @@ impl Dispatcher {
             stats,
             pending,
             limit,
+            max_queue: 0,
         }
+    }
+
+    /// Sheds load beyond `max_queue` requests waiting for a Python thread
+    /// (0: never): the next one is answered 503 at once.
+    pub fn with_max_queue(mut self, max_queue: usize) -> Self {
+        self.max_queue = max_queue;
+        self
+    }
+
+    /// Whether `max_queue` requests already wait (queued, not yet taken by
+    /// a Python thread).
+    fn full(&self) -> bool {
+        self.max_queue > 0 && self.queue.len() >= self.max_queue
     }
 
     /// Counts a request, and begins the stop when it is the last one.
@@ -75,6 +93,11 @@ impl Dispatcher {
 
 impl Dispatch for Dispatcher {
     fn dispatch(&self, job: Job) -> Result<(), Stopped> {
+        if self.full() {
+            // The client may have left: nothing to answer then.
+            let _ = job.reply.send(overloaded());
+            return Ok(());
+        }
         let idle = self.pending.load(Ordering::Acquire) == 0;
         self.count();
         match &self.inline {
@@ -93,4 +116,12 @@ impl Dispatch for Dispatcher {
             _ => self.enqueue(Work::Request(job)),
         }
     }
+}
+
+/// The answer to a request shed by `--max-queue`: 503 with `Retry-After: 1`
+/// (RFC 9110 §15.6.4, §10.2.3), the connection kept.
+fn overloaded() -> ResponseStart {
+    let mut start = ResponseStart::plain(StatusCode::SERVICE_UNAVAILABLE, false);
+    let _ = start.headers.push(b"Retry-After", b"1");
+    start
 }
