@@ -392,7 +392,7 @@ impl std::error::Error for ConfigError {}
 /// The keys of the options dict `_ferrowsgi.Server` takes: each one must be
 /// present (the options table in `python/ferrowsgi/options.py` holds the
 /// defaults, so there is one set of them) and no other is accepted.
-pub const KEYS: [&str; 34] = [
+pub const KEYS: [&str; 35] = [
     "bind",
     "backlog",
     "unix_socket_mode",
@@ -427,6 +427,7 @@ pub const KEYS: [&str; 34] = [
     "forward_timeout",
     "forward_fail_timeout",
     "max_queue",
+    "metrics_bind",
 ];
 
 /// The server's options, validated. The options table documents each one.
@@ -485,6 +486,8 @@ pub struct ServerConfig {
     /// Requests that may wait for a Python thread; one more gets 503 at
     /// once. 0: no limit.
     pub max_queue: usize,
+    /// Where `/metrics` is served (an HTTP address), if anywhere.
+    pub metrics_bind: Option<Bind>,
 }
 
 impl ServerConfig {
@@ -518,6 +521,7 @@ impl ServerConfig {
             tls: None,
             middleware: MiddlewareConfig::default(),
             max_queue: 0,
+            metrics_bind: None,
         }
     }
 
@@ -567,9 +571,12 @@ impl ServerConfig {
             }
             .to_owned(),
         ]);
-        let values = values
-            .chain(self.middleware.describe())
-            .chain([self.max_queue.to_string()]);
+        let values = values.chain(self.middleware.describe()).chain([
+            self.max_queue.to_string(),
+            self.metrics_bind
+                .as_ref()
+                .map_or("none".to_owned(), ToString::to_string),
+        ]);
         KEYS.iter()
             .zip(values)
             .map(|(k, v)| format!("{k}={v}"))

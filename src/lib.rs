@@ -17,11 +17,14 @@
 //!   FastCGI codecs in `protocols::uwsgi` and `protocols::fastcgi`, the CGI
 //!   variables both send in `protocols::cgi`) and request-body buffering.
 //! - [`middleware`]: steps on the seam between the engines and the gateway
-//!   (trusted forwarded headers).
+//!   (trusted forwarded headers, static files, compression, forwarding,
+//!   mounting by prefix).
 //! - [`exchange`]: the seam: the plain-Rust request, response head and body
 //!   chunks between the engines and the gateway; the local address type.
 //! - [`wsgi`]: the gateway: environ, start_response, wsgi.input, responses,
 //!   the Python thread pool, and where each request runs (inline or pooled).
+//! - [`metrics`]: Prometheus metrics in shared memory, one slot per
+//!   worker, and the `/metrics` endpoint on a thread of its own.
 //! - [`shutdown`]: the graceful-shutdown signal and drain.
 //! - [`log`]: error log and access log.
 
@@ -31,6 +34,7 @@ pub mod api;
 pub mod config;
 pub mod exchange;
 pub mod log;
+pub mod metrics;
 pub mod middleware;
 pub mod protocols;
 pub mod runner;
@@ -57,5 +61,10 @@ fn _ferrowsgi(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(api::address::check_backends, m)?)?;
     m.add_function(wrap_pyfunction!(api::address::under_prefix, m)?)?;
     m.add_function(wrap_pyfunction!(api::options::check_tls, m)?)?;
+    m.add_function(wrap_pyfunction!(api::metrics::metrics_open, m)?)?;
+    m.add_function(wrap_pyfunction!(api::metrics::metrics_claim, m)?)?;
+    m.add_function(wrap_pyfunction!(api::metrics::metrics_release, m)?)?;
+    m.add_function(wrap_pyfunction!(api::metrics::metrics_restart, m)?)?;
+    m.add_function(wrap_pyfunction!(api::metrics::metrics_scrape, m)?)?;
     Ok(())
 }

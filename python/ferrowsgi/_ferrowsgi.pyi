@@ -158,6 +158,11 @@ class ServerConfig(TypedDict, total=False):
     Seconds a backend that refused or timed out is left out of the rotation. Unit:
     seconds. Default: 10.
     """
+    metrics_bind: str | None
+    """
+    Serve Prometheus metrics at http://ADDRESS/metrics (HOST:PORT), summed over every
+    worker, answered by Rust while the application is busy. Default: none.
+    """
     url_scheme: str
     """environ['wsgi.url_scheme']. Default: http."""
     script_name: str
@@ -188,6 +193,24 @@ def check_backends(urls: str) -> str:
     """Check the ``URL[,URL...]`` of a ``--forward`` value: each ``http://HOST:PORT``
     with an optional path, no query. Returns them canonical, comma-separated; raises
     ``ValueError`` naming the URL at fault."""
+
+def metrics_open(workers: int) -> None:
+    """Map the shared metrics segment with ``workers`` worker slots (1..workers; 0 is
+    the master's), once per process tree, before forking. Raises ``OSError``."""
+
+def metrics_claim(slot: int) -> bool:
+    """In a worker: count this process's requests in ``slot``; False when there is no
+    such slot (the worker counts nothing)."""
+
+def metrics_release(slot: int) -> None:
+    """In the master, after the worker of ``slot`` exited: zero its gauges."""
+
+def metrics_restart(cause: str) -> None:
+    """In the master: one worker replaced, for ``cause`` (crash, timeout, max-requests,
+    memory, reload). Raises ``ValueError`` for another cause."""
+
+def metrics_scrape() -> str:
+    """The text ``/metrics`` answers with: every slot summed (OpenMetrics format)."""
 
 def under_prefix(prefix: str, path: str) -> str | None:
     """The rest of ``path`` when it lies under the URL prefix ``prefix`` by whole
@@ -242,6 +265,10 @@ class Server:
         """The listeners as the "Listening at" line shows them, in ``bind`` order:
         ``http://127.0.0.1:8000``, ``https://...`` with TLS, ``unix:/run/app.sock``,
         ``uwsgi://127.0.0.1:3031``, ``fcgi://unix:/run/app.sock``."""
+    @property
+    def metrics_url(self) -> str | None:
+        """Where Prometheus metrics are served (``http://HOST:PORT/metrics``), or None
+        without ``metrics_bind``."""
     def fileno(self) -> int:
         """The first listening socket's file descriptor (still owned by the server)."""
     def set_app(self, app: Callable[..., Iterable[bytes]]) -> None:

@@ -146,6 +146,11 @@ class MakeServerOptions(TypedDict, total=False):
     Seconds a backend that refused or timed out is left out of the rotation. Unit:
     seconds. Default: 10.
     """
+    metrics_bind: str | None
+    """
+    Serve Prometheus metrics at http://ADDRESS/metrics (HOST:PORT), summed over every
+    worker, answered by Rust while the application is busy. Default: none.
+    """
     url_scheme: str
     """environ['wsgi.url_scheme']. Default: http."""
     script_name: str

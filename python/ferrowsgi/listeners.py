@@ -62,6 +62,7 @@ class Listeners:
         self.unix_mode = unix_mode
         self.tls = tls
         self.unix_paths = [str(b.address) for b in base if b.kind == "unix"]
+        self.metrics: Bound | None = None  # --metrics-bind: shared by every worker
 
     @classmethod
     def bind(
@@ -83,6 +84,14 @@ class Listeners:
                 os.close(b.fd)
             raise
         return cls(sockets, reuse_port, backlog, unix_mode, tls)
+
+    def bind_metrics(self, bind: str | None) -> None:
+        """Bind the ``/metrics`` listener (``--metrics-bind``), if asked. Raises
+        ``OSError``."""
+        if bind is not None:
+            self.metrics = _listen(bind, self.backlog, False, self.unix_mode, False)
+            if self.metrics.kind == "unix":
+                self.unix_paths.append(str(self.metrics.address))
 
     def for_slot(self, slot: int) -> list[Bound]:
         """The sockets a worker in ``slot`` serves on (made now if new)."""
@@ -128,6 +137,9 @@ class Listeners:
                     closed.add(id(b))
                     os.close(b.fd)
         self.slots = {}
+        if self.metrics is not None:
+            os.close(self.metrics.fd)
+            self.metrics = None
         for path in self.unix_paths:
             try:
                 os.unlink(path)

@@ -33,7 +33,7 @@ import sys
 import time
 from collections.abc import Callable
 
-from . import loader, options, worker
+from . import _ferrowsgi, loader, options, worker
 from .listeners import Listeners
 from .logs import log, setup_logging
 from .server import bind_error
@@ -67,6 +67,14 @@ def run(cfg: options.Config, argv: list[str], start_dir: str) -> int:
         log.error("Error: %s", bind_error(e, cfg.bind))
         return 1
     try:
+        listeners.bind_metrics(cfg.metrics_bind)
+        if cfg.metrics_bind is not None:
+            _ferrowsgi.metrics_open(metrics_slots(cfg.workers))
+    except OSError as e:
+        log.error("Error: --metrics-bind: %s", bind_error(e, [cfg.metrics_bind or ""]))
+        listeners.close()
+        return 1
+    try:
         write_pidfile(cfg.pid)
     except OSError as e:
         log.error("Error: --pid: cannot write %r: %s", cfg.pid, e.strerror)
@@ -89,11 +97,12 @@ class WorkerProcess:
     ``kill_at`` when it gets SIGKILL.
     """
 
-    __slots__ = ("busy", "deadline", "generation", "kill_at", "pending", "pid", "pipe",
-                 "ready", "retiring", "slot", "started")  # fmt: skip
+    __slots__ = ("busy", "deadline", "generation", "kill_at", "metrics_slot", "pending", "pid",
+                 "pipe", "ready", "retiring", "slot", "started")  # fmt: skip
 
-    def __init__(self, pid: int, generation: int, pipe: int, slot: int) -> None:
+    def __init__(self, pid: int, generation: int, pipe: int, slot: int, metrics_slot: int) -> None:
         self.pid, self.generation, self.pipe, self.slot = pid, generation, pipe, slot
+        self.metrics_slot = metrics_slot  # its slot in the metrics segment; 0: none
         self.ready = False  # said "ready": booted
         self.retiring = False  # stopping (asked to, or by itself); no longer counted
         self.busy = False
@@ -192,6 +201,8 @@ class Master:
                 self.announced = True
                 for url in self.listeners.urls():
                     log.info("Listening at: %s (%d)", url, os.getpid())
+                if self.listeners.metrics is not None:
+                    log.info("Metrics at: %s/metrics", self.listeners.metrics.url)
         elif word == "beat" and self.cfg.timeout:
             w.busy = arg != "idle"
             try:
@@ -199,6 +210,8 @@ class Master:
             except ValueError:
                 log.warning("Worker (pid %d) sent a bad heartbeat: %r", w.pid, arg)
         elif word == "retire" and not w.retiring:
+            if arg in ("max-requests", "memory"):
+                self.count_restart(arg)
             w.retiring = True
             w.kill_at = now + self.cfg.graceful_timeout + 1
         elif word == "reload" and w.generation == self.generation and not w.retiring:
@@ -217,6 +230,7 @@ class Master:
         taken = {w.slot for w in self.current()}
         slot = next(i for i in range(len(taken) + 1) if i not in taken)
         self.listeners.for_slot(slot)  # made here, in the master, to outlive the worker
+        metrics_slot = self.free_metrics_slot()
         read_end, write_end = os.pipe()
         for stream in (sys.stdout, sys.stderr):
             stream.flush()
@@ -230,15 +244,31 @@ class Master:
             log.error("Cannot fork a worker: %s; trying again", e)
             return
         if pid == 0:
-            self.become_worker(slot, read_end, write_end, mask)
+            self.become_worker(slot, metrics_slot, read_end, write_end, mask)
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         os.close(write_end)
         os.set_blocking(read_end, False)
-        w = WorkerProcess(pid, self.generation, read_end, slot)
+        w = WorkerProcess(pid, self.generation, read_end, slot, metrics_slot)
         self.workers[pid] = self.by_pipe[read_end] = w
         self.poller.register(read_end, select.POLLIN)
 
-    def become_worker(self, slot: int, read_end: int, write_end: int, mask: set) -> None:
+    def free_metrics_slot(self) -> int:
+        """The lowest metrics slot no live worker holds (0: metrics off, or none free:
+        the worker then counts nothing, and the master says so)."""
+        if self.listeners.metrics is None:
+            return 0
+        taken = {w.metrics_slot for w in self.workers.values()}
+        free = [i for i in range(1, metrics_slots(self.cfg.workers) + 1) if i not in taken]
+        return free[0] if free else 0
+
+    def count_restart(self, cause: str) -> None:
+        """One worker replaced, for ``cause`` (``ferrowsgi_worker_restarts_total``)."""
+        if self.listeners.metrics is not None:
+            _ferrowsgi.metrics_restart(cause)
+
+    def become_worker(
+        self, slot: int, metrics_slot: int, read_end: int, write_end: int, mask: set
+    ) -> None:
         """In the forked child: drop the master's fds, then run the worker (no return)."""
         signal.set_wakeup_fd(-1)
         for fd in (read_end, self.wakeup_r, self.wakeup_w, *self.by_pipe):
@@ -251,6 +281,9 @@ class Master:
             multiprocess=self.target > 1,
             app=self.app,
             sigmask=mask,
+            metrics=(self.listeners.metrics.handover, metrics_slot)
+            if self.listeners.metrics is not None
+            else None,
         )
         worker.run(spec)
 
@@ -283,6 +316,10 @@ class Master:
         self.listeners.release({w.slot for w in self.workers.values()} | set(range(self.target)))
 
     def on_exit(self, w: WorkerProcess, status: int) -> None:
+        if w.metrics_slot:
+            _ferrowsgi.metrics_release(w.metrics_slot)
+        if w.ready and not (w.retiring or self.stopping):
+            self.count_restart("crash")
         how = describe_status(status)
         if not (w.ready or w.retiring or self.stopping) and os.WIFEXITED(status) and status:
             self.boot_failed(w)
@@ -323,6 +360,7 @@ class Master:
                 log.critical("WORKER TIMEOUT (pid %d): " + what + "; its Python stacks follow",
                              w.pid, self.cfg.timeout)  # fmt: skip
                 w.deadline = None
+                self.count_restart("timeout")
                 self.stop_worker(w, signal.SIGABRT, KILL_DELAY)
 
     # --- keeping the right workers --------------------------------------------------------
@@ -345,6 +383,7 @@ class Master:
             self.previous = None
             for w in list(self.workers.values()):
                 if w.generation < self.generation and not w.retiring:
+                    self.count_restart("reload")
                     self.stop_worker(w)
 
     # --- signal actions -----------------------------------------------------------------
@@ -459,12 +498,19 @@ def describe_status(status: int) -> str:
 
 def fixed_settings_changed(old: options.Config, new: options.Config) -> list[str]:
     """Warnings for settings a reload cannot change."""
-    fixed = ("bind", "reuse_port", "preload", "pid", "chdir", "backlog", "unix_socket_mode")
+    fixed = ("bind", "reuse_port", "preload", "pid", "chdir", "backlog", "unix_socket_mode",
+             "metrics_bind")  # fmt: skip
     return [
         f"Reload: --{name.replace('_', '-')} changed; it takes effect at the next restart"
         for name in fixed
         if getattr(old, name) != getattr(new, name)
     ]
+
+
+def metrics_slots(workers: int) -> int:
+    """Worker slots in the metrics segment: room for a reload's second generation and
+    for workers added with TTIN."""
+    return max(64, 4 * workers)
 
 
 def write_pidfile(path: str | None) -> None:

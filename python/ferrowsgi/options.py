@@ -470,6 +470,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("forward_fail_timeout", SECONDS, 10.0,
             "seconds a backend that refused or timed out is left out of the rotation",
             unit="seconds", metavar="SECONDS", rust=True),
+    # Metrics.
+    Setting("metrics_bind", ADDRESS, None,
+            "serve Prometheus metrics at http://ADDRESS/metrics (HOST:PORT), summed over "
+            "every worker, answered by Rust while the application is busy",
+            metavar="ADDRESS", rust=True),
     # Logs.
     Setting("access_log", PATH, None,
             "write one access-log line per request to PATH, or to stdout with '-'",

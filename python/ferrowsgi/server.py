@@ -192,6 +192,8 @@ def serve_until_stopped(server: Server, own_signals: bool = True) -> int:
     def ready() -> None:
         for url in server.urls:
             log.info("Listening at: %s (%d)", url, os.getpid())
+        if server.metrics_url is not None:
+            log.info("Metrics at: %s", server.metrics_url)
 
     previous = _catch_signals(own_signals)
     code = 0

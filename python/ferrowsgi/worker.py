@@ -12,7 +12,7 @@ Rules this module keeps:
   Python threads started); ``beat S``
   every :data:`TICK` seconds with ``--timeout`` (S: seconds left before the
   oldest running application call passes the timeout, or ``idle`` when no call
-  runs); ``retire`` when it stops by itself (--max-requests, --max-worker-memory);
+  runs); ``retire CAUSE`` when it stops by itself (``max-requests``, ``memory``);
   ``reload`` when --reload saw a change. A full pipe drops the message instead
   of blocking.
 * ``--max-requests`` is counted by the native server, which begins its graceful
@@ -61,10 +61,13 @@ class WorkerSpec:
     ``channel``: write end of the worker's pipe to the master; ``master_pid``: when
     ``getppid()`` differs, the master died; ``multiprocess``: more than one worker
     serves (``environ['wsgi.multiprocess']``); ``app``: the preloaded application,
-    if any; ``sigmask``: the signal mask to restore once the handlers are set.
+    if any; ``sigmask``: the signal mask to restore once the handlers are set;
+    ``metrics``: the ``/metrics`` listener as a ``--metrics-bind`` value (``fd://N``)
+    and the worker's slot in the metrics segment (0: none), or None.
     """
 
-    __slots__ = ("app", "binds", "cfg", "channel", "master_pid", "multiprocess", "sigmask")
+    __slots__ = ("app", "binds", "cfg", "channel", "master_pid", "metrics", "multiprocess",
+                 "sigmask")  # fmt: skip
 
     def __init__(
         self,
@@ -75,9 +78,11 @@ class WorkerSpec:
         multiprocess: bool,
         app: Callable[..., Any] | None = None,
         sigmask: set[signal.Signals] | None = None,
+        metrics: tuple[str, int] | None = None,
     ) -> None:
         self.cfg, self.binds, self.channel, self.master_pid = cfg, binds, channel, master_pid
         self.multiprocess, self.app, self.sigmask = multiprocess, app, sigmask or set()
+        self.metrics = metrics
 
 
 class _State:
@@ -124,7 +129,10 @@ def _serve(spec: WorkerSpec) -> int:
         bind=spec.binds,
         multiprocess=spec.multiprocess,
         max_requests=cfg.max_requests + jitter if cfg.max_requests else 0,
+        metrics_bind=spec.metrics[0] if spec.metrics else None,
     )
+    if spec.metrics and not _ferrowsgi.metrics_claim(spec.metrics[1]):
+        log.warning("No free metrics slot: this worker's requests are not counted")
     try:
         server = _ferrowsgi.Server(app, settings)
     except (OSError, ValueError, TypeError) as e:
@@ -231,7 +239,7 @@ class Watchdog(threading.Thread):
             log.info("Worker (pid %d) served %d requests (--max-requests); stopping "
                      "gracefully", os.getpid(), served)  # fmt: skip
             self.state.stopping = True
-            self.channel.send("retire")
+            self.channel.send("retire max-requests")
 
     def tick(self) -> None:
         if self.timeout:
@@ -241,26 +249,28 @@ class Watchdog(threading.Thread):
             return
         reason = self.recycle_reason()
         if reason:
-            self.retire(reason)
+            self.retire(*reason)
         elif self.reloader is not None and self.reloader.changed():
             self.channel.send("reload")
 
-    def retire(self, reason: str) -> None:
-        """Tell the master (it starts a replacement at once), then stop gracefully."""
+    def retire(self, reason: str, cause: str) -> None:
+        """Tell the master why (it starts a replacement at once, and counts the restart
+        by ``cause``), then stop gracefully."""
         log.info("%s; stopping gracefully", reason)
-        self.channel.send("retire")
+        self.channel.send(f"retire {cause}")
         self.begin_stop()
 
-    def recycle_reason(self) -> str | None:
-        """Why this worker should stop now (master gone, memory), or None."""
+    def recycle_reason(self) -> tuple[str, str] | None:
+        """Why this worker should stop now (master gone, memory) and the restart cause
+        the master counts it under, or None."""
         if os.getppid() != self.master_pid:
-            return "The master process is gone"
+            return "The master process is gone", "orphan"
         rss = rss_mib()
         if self.max_memory and rss is not None and rss > self.max_memory:
             return (
                 f"Worker (pid {os.getpid()}) uses {rss:.0f} MiB of memory, "
                 f"more than {self.max_memory} (--max-worker-memory)"
-            )
+            ), "memory"
         return None
 
     def begin_stop(self) -> None:

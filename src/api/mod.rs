@@ -9,6 +9,7 @@
 
 pub mod address;
 pub mod logging;
+pub mod metrics;
 pub mod options;
 
 use std::os::fd::AsRawFd;
@@ -46,6 +47,8 @@ pub struct Server {
     listeners: Mutex<Arc<Vec<Listening>>>,
     /// Where they are bound (kept once they are closed).
     locals: Vec<LocalAddr>,
+    /// The `/metrics` listener (`--metrics-bind`), if any.
+    metrics: Option<Listening>,
     /// How each is shown in the "Listening at" line (`Listening::url`).
     urls: Vec<String>,
     stats: Arc<PoolStats>,
@@ -73,7 +76,13 @@ impl Server {
             .iter()
             .map(|bind| Listening::bind(bind, &options).map_err(|e| address::bind_error(bind, &e)))
             .collect::<PyResult<Vec<_>>>()?;
+        let metrics = config
+            .metrics_bind
+            .as_ref()
+            .map(|bind| Listening::bind(bind, &options).map_err(|e| address::bind_error(bind, &e)))
+            .transpose()?;
         Ok(Server {
+            metrics,
             app: Mutex::new(app.unbind()),
             stats: Arc::new(PoolStats::new(config.threads)),
             locals: listeners.iter().map(|l| l.local.clone()).collect(),
@@ -103,6 +112,14 @@ impl Server {
     #[getter]
     fn urls(&self) -> Vec<String> {
         self.urls.clone()
+    }
+
+    /// Where `/metrics` is served (`http://HOST:PORT/metrics`), or None.
+    #[getter]
+    fn metrics_url(&self) -> Option<String> {
+        self.metrics
+            .as_ref()
+            .map(|l| format!("{}/metrics", l.url(false)))
     }
 
     /// Replaces the application for the next `serve_forever` (wsgiref's
@@ -227,7 +244,28 @@ impl Server {
             listeners: self.sockets_for_run(close_on_stop)?,
             stats: &self.stats,
         };
-        runner::run(py, args, trigger, signal)
+        let endpoint = self.metrics_endpoint()?;
+        let result = runner::run(py, args, trigger, signal);
+        if let Some(endpoint) = endpoint {
+            py.detach(|| endpoint.stop());
+        }
+        result
+    }
+
+    /// With `--metrics-bind`: the endpoint for one run, this process
+    /// counting in its own slot (a one-process server maps a one-slot
+    /// segment; a worker has claimed the master's before).
+    fn metrics_endpoint(&self) -> PyResult<Option<crate::metrics::endpoint::Endpoint>> {
+        let Some(listening) = &self.metrics else {
+            return Ok(None);
+        };
+        if !crate::metrics::enabled() {
+            crate::metrics::open(1).map_err(|e| os_error(&e, "metrics segment"))?;
+            crate::metrics::claim(1);
+        }
+        let endpoint = crate::metrics::endpoint::Endpoint::start(&listening.socket)
+            .map_err(|e| os_error(&e, "--metrics-bind"))?;
+        Ok(Some(endpoint))
     }
 }
 

@@ -81,9 +81,25 @@ pub fn parse(dict: &Bound<'_, PyDict>) -> PyResult<ServerConfig> {
         )?,
         middleware: middleware_options(dict)?,
         max_queue: get("max_queue")?.extract()?,
+        metrics_bind: metrics_bind(get("metrics_bind")?.extract()?)?,
     };
     config.validate().map_err(config_error)?;
     Ok(config)
+}
+
+/// `--metrics-bind`: an HTTP address (TCP, unix or an inherited fd).
+///
+/// # Errors
+/// `ValueError` for a malformed address or a uwsgi:// or fcgi:// one.
+fn metrics_bind(value: Option<String>) -> PyResult<Option<Bind>> {
+    let Some(value) = value else { return Ok(None) };
+    let bind = Bind::parse(&value).map_err(config_error)?;
+    if bind.protocol != crate::config::Protocol::Http {
+        return Err(PyValueError::new_err(format!(
+            "--metrics-bind {value}: the metrics endpoint speaks HTTP; give HOST:PORT"
+        )));
+    }
+    Ok(Some(bind))
 }
 
 /// The built-in middleware's options.

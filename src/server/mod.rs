@@ -302,13 +302,16 @@ fn spawn_serve(
     tracker: &TaskTracker,
 ) {
     let (ctx, local) = (ctx.clone(), local.clone());
+    crate::metrics::record_accepted();
     match accepted {
         Accepted::Tcp(stream, peer) => tracker.spawn(async move {
             serve(stream, Some(peer), local, protocol, ctx).await;
+            crate::metrics::record_closed();
             drop(permit)
         }),
         Accepted::Unix(stream) => tracker.spawn(async move {
             serve(stream, None, local, protocol, ctx).await;
+            crate::metrics::record_closed();
             drop(permit)
         }),
     };

@@ -11,6 +11,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 use crossbeam_channel::Sender;
 use pyo3::prelude::*;
@@ -113,7 +114,10 @@ impl Dispatch for Dispatcher {
                 }
                 Ok(())
             }
-            _ => self.enqueue(Work::Request(job)),
+            _ => {
+                crate::metrics::record_queued();
+                self.enqueue(Work::Request(job, Instant::now()))
+            }
         }
     }
 }

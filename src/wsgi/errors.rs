@@ -62,6 +62,9 @@ impl Failure {
     /// Writes the error-log entry for this failure of request `label`
     /// (`"GET /path"`).
     pub fn log(&self, py: Python<'_>, label: &str) {
+        if !matches!(self, Failure::ClientGone) {
+            crate::metrics::record_exception();
+        }
         match self {
             Failure::Exception(err) => log::emit(
                 Severity::Error,

@@ -25,8 +25,8 @@ use crate::wsgi::Gateway;
 // Requests are the common case: boxing them would cost an allocation each.
 #[allow(clippy::large_enum_variant)]
 pub enum Work {
-    /// A request to run through the application.
-    Request(Job),
+    /// A request to run through the application, and when it was queued.
+    Request(Job, Instant),
     /// The rest of a response that began inline.
     Resume(Resume),
 }
@@ -185,9 +185,11 @@ impl PoolThread {
                 },
             };
             match work {
-                Work::Request(job) => self
-                    .stats
-                    .running(self.slot, || self.gateway.handle(py, job)),
+                Work::Request(job, queued) => {
+                    crate::metrics::record_dequeued(queued.elapsed());
+                    self.stats
+                        .running(self.slot, || self.gateway.handle(py, job));
+                }
                 Work::Resume(resume) => self.stats.running(self.slot, || resume.run(py)),
             }
             self.pending.fetch_sub(1, Ordering::AcqRel);
