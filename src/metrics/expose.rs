@@ -49,7 +49,7 @@ pub fn render(slots: &[Slot]) -> String {
         c.inc_by(slots.iter().map(|s| pick(s).load(Ordering::Relaxed)).sum());
         c
     };
-    let gauges: [(&str, &str, fn(&Slot) -> &AtomicI64); 4] = [
+    let gauges: [(&str, &str, GaugeOf); 4] = [
         (
             "requests_in_flight",
             "Requests read and not yet answered",
@@ -68,7 +68,7 @@ pub fn render(slots: &[Slot]) -> String {
     for (name, help, pick) in gauges {
         registry.register(name, help, gauge(pick));
     }
-    let counters: [(&str, &str, Option<Unit>, fn(&Slot) -> &AtomicU64); 4] = [
+    let counters: [(&str, &str, Option<Unit>, CounterOf); 4] = [
         (
             "request",
             "Request body bytes received",
@@ -106,6 +106,11 @@ pub fn render(slots: &[Slot]) -> String {
     let _ = prometheus_client::encoding::text::encode(&mut text, &registry);
     text
 }
+
+/// Which gauge of a slot a series sums.
+type GaugeOf = fn(&Slot) -> &AtomicI64;
+/// Which counter of a slot a series sums.
+type CounterOf = fn(&Slot) -> &AtomicU64;
 
 /// `ferrowsgi_requests_total{method, status}`: only the pairs seen.
 fn register_requests(registry: &mut Registry, slots: &[Slot]) {
