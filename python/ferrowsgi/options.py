@@ -219,6 +219,15 @@ def _bind(raw: Any) -> str:
     return parse_bind(raw)
 
 
+def _http_bind(raw: Any) -> str:
+    """An address for an HTTP-only listener (the metrics endpoint): no uwsgi:// or
+    fcgi://."""
+    value = _bind(raw)
+    if value.startswith(("uwsgi://", "fcgi://")):
+        raise ValueError(f"this endpoint speaks HTTP; give HOST:PORT, got {raw!r}")
+    return value
+
+
 def _trusted(raw: Any) -> str:
     """One entry of a list of trusted peers, checked by the native parser the server
     uses: an IP address, a network (10.0.0.0/8), 'unix' or '*'."""
@@ -471,7 +480,7 @@ SETTINGS: tuple[Setting, ...] = (
             "seconds a backend that refused or timed out is left out of the rotation",
             unit="seconds", metavar="SECONDS", rust=True),
     # Metrics.
-    Setting("metrics_bind", ADDRESS, None,
+    Setting("metrics_bind", Kind(_http_bind, "str"), None,
             "serve Prometheus metrics at http://ADDRESS/metrics (HOST:PORT), summed over "
             "every worker, answered by Rust while the application is busy",
             metavar="ADDRESS", rust=True),
