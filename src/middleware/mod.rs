@@ -3,6 +3,8 @@
 //!
 //! - [`forwarded`]: the client's address and scheme from a trusted proxy's
 //!   `X-Forwarded-For`/`X-Forwarded-Proto` or `Forwarded` (RFC 7239) header.
+//! - [`forward`]: `--forward`, requests under a prefix sent to remote
+//!   backends, round-robin, through a pooled HTTP client.
 //! - [`options`]: the middleware's options (`MiddlewareConfig`).
 //! - [`adapt`]: a response from a `tower`/`http_body` service as the seam's
 //!   [`ResponseStart`](crate::exchange::ResponseStart), and back.
@@ -12,6 +14,7 @@
 //! remote backends, mounting by prefix, and the application.
 
 pub mod adapt;
+pub mod forward;
 pub mod forwarded;
 pub mod options;
 
@@ -24,8 +27,11 @@ use forwarded::Forwarded;
 /// The middleware `config` asks for, around `app` (the gateway's dispatch),
 /// outermost first.
 pub fn stack(config: &ServerConfig, app: Arc<dyn Dispatch>) -> Arc<dyn Dispatch> {
-    let _middleware = &config.middleware;
-    let dispatch = app;
+    let middleware = &config.middleware;
+    let mut dispatch = app;
+    if !middleware.forwards.is_empty() {
+        dispatch = Arc::new(forward::Forward::new(dispatch, config));
+    }
     Arc::new(Forwarded::new(dispatch, config.forwarded_allow_ips.clone()))
 }
 
