@@ -62,6 +62,11 @@ impl Payload {
         }
     }
 
+    /// Whether there are no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// A body for one attempt. A file body starts a blocking reader; must
     /// be called within a tokio runtime.
     pub fn body(&self) -> ForwardBody {
@@ -86,7 +91,9 @@ fn read_pieces(file: Arc<File>, len: u64) -> mpsc::Receiver<io::Result<Bytes>> {
             // At most CHUNK, so the cast cannot truncate.
             let size = (len - offset).min(CHUNK as u64) as usize;
             let mut piece = vec![0; size];
-            let read = file.read_exact_at(&mut piece, offset).map(|()| Bytes::from(piece));
+            let read = file
+                .read_exact_at(&mut piece, offset)
+                .map(|()| Bytes::from(piece));
             let failed = read.is_err();
             if tx.blocking_send(read).is_err() || failed {
                 return;
@@ -120,9 +127,12 @@ impl Body for ForwardBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
         match &mut *self {
-            ForwardBody::Memory(bytes) => {
-                Poll::Ready(bytes.take().filter(|b| !b.is_empty()).map(|b| Ok(Frame::data(b))))
-            }
+            ForwardBody::Memory(bytes) => Poll::Ready(
+                bytes
+                    .take()
+                    .filter(|b| !b.is_empty())
+                    .map(|b| Ok(Frame::data(b))),
+            ),
             ForwardBody::File { left: 0, .. } => Poll::Ready(None),
             ForwardBody::File { pieces, left } => match pieces.poll_recv(cx) {
                 Poll::Pending => Poll::Pending,

@@ -18,7 +18,7 @@
 //!   is idempotent (RFC 9110 §9.2.2: GET, HEAD, OPTIONS, TRACE, PUT,
 //!   DELETE); never for another method that may have reached a backend.
 //!   Each backend at most once per request.
-//! - When no attempt succeeds: 504 Gateway Timeout if the last one timed
+//! - When no attempt succeeds: 504 Gateway Timeout if one of them timed
 //!   out, else 502 Bad Gateway, each with a short text body; every failure
 //!   is a warning naming the backend and the reason.
 //! - A backend's answer is passed on as it comes (status, fields but the
@@ -37,7 +37,7 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{HeaderValue, Method, StatusCode, Version};
+use http::{HeaderValue, Method, StatusCode, Uri, Version};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
@@ -99,8 +99,8 @@ impl Forward {
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(POOL_IDLE)
             .build(connector);
-        let scheme = HeaderValue::from_str(&config.url_scheme)
-            .unwrap_or(HeaderValue::from_static("http"));
+        let scheme =
+            HeaderValue::from_str(&config.url_scheme).unwrap_or(HeaderValue::from_static("http"));
         let shared = Shared {
             routes,
             client,
@@ -140,22 +140,15 @@ impl Dispatch for Forward {
 enum Failure {
     /// The backend refused or could not be reached: nothing was sent.
     Unreached(String),
-    /// No response head within the forward timeout.
-    TimedOut,
+    /// No response head within the forward timeout (this long).
+    TimedOut(Duration),
     /// The connection broke or the answer was not HTTP.
     Broken(String),
 }
 
 impl Failure {
     fn leaves_backend_out(&self) -> bool {
-        matches!(self, Failure::Unreached(_) | Failure::TimedOut)
-    }
-
-    fn status(&self) -> StatusCode {
-        match self {
-            Failure::TimedOut => StatusCode::GATEWAY_TIMEOUT,
-            _ => StatusCode::BAD_GATEWAY,
-        }
+        matches!(self, Failure::Unreached(_) | Failure::TimedOut(_))
     }
 }
 
@@ -163,7 +156,11 @@ impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Failure::Unreached(why) => write!(f, "unreachable ({why})"),
-            Failure::TimedOut => f.write_str("no response head within --forward-timeout"),
+            Failure::TimedOut(after) => write!(
+                f,
+                "gave no response head within {}s (--forward-timeout)",
+                after.as_secs_f64()
+            ),
             Failure::Broken(why) => write!(f, "failed ({why})"),
         }
     }
@@ -173,21 +170,11 @@ impl Shared {
     /// Sends `request` to the backends of route `route` until one answers.
     async fn forward(&self, route: usize, request: Request) -> ResponseStart {
         let balancer = &self.routes[route].balancer;
-        let proto = request.scheme.map_or(self.scheme.clone(), HeaderValue::from_static);
-        let (mut head, body) = request.http.into_parts();
-        let payload = Payload::from(body);
-        let peer = request.peer.map(|p| p.ip());
-        headers::for_backend(
-            &mut head.headers,
-            payload.len(),
-            request.has_body_framing,
-            peer,
-            &proto,
-        );
-        head.version = Version::HTTP_11;
+        let (head, payload) = self.for_backends(request);
         let retry_any = is_idempotent(&head.method);
-        let mut status = StatusCode::BAD_GATEWAY;
-        for index in balancer.order() {
+        let order = balancer.order();
+        let mut timed_out = false;
+        for (tried, &index) in order.iter().enumerate() {
             let backend = balancer.uri(index);
             let failure = match self.attempt(&head, &payload, backend).await {
                 Ok(response) => {
@@ -199,19 +186,34 @@ impl Shared {
             if failure.leaves_backend_out() {
                 balancer.failed(index);
             }
+            timed_out |= matches!(failure, Failure::TimedOut(_));
             let retry = retry_any || matches!(failure, Failure::Unreached(_));
-            tracing::warn!(
-                "forward {} {}: backend {backend} {failure}{}",
-                head.method,
-                head.uri,
-                if retry { "; trying the next one" } else { "; not retried" }
-            );
-            status = failure.status();
+            warn(&head, backend, &failure, retry, tried + 1 < order.len());
             if !retry {
                 break;
             }
         }
+        let status = if timed_out {
+            StatusCode::GATEWAY_TIMEOUT
+        } else {
+            StatusCode::BAD_GATEWAY
+        };
         ResponseStart::plain(status, false)
+    }
+
+    /// The head every backend gets ([`headers::for_backend`]) and the body
+    /// kept for each attempt.
+    fn for_backends(&self, request: Request) -> (http::request::Parts, Payload) {
+        let proto = request
+            .scheme
+            .map_or(self.scheme.clone(), HeaderValue::from_static);
+        let (mut head, body) = request.http.into_parts();
+        let payload = Payload::from(body);
+        let peer = request.peer.map(|p| p.ip());
+        let (len, framed) = (payload.len(), request.has_body_framing);
+        headers::for_backend(&mut head.headers, len, framed, peer, &proto);
+        head.version = Version::HTTP_11;
+        (head, payload)
     }
 
     /// One try at `backend`: the response head, or why there is none.
@@ -219,7 +221,7 @@ impl Shared {
         &self,
         head: &http::request::Parts,
         payload: &Payload,
-        backend: &http::Uri,
+        backend: &Uri,
     ) -> Result<http::Response<Incoming>, Failure> {
         let uri = headers::target(backend, &head.uri)
             .map_err(|e| Failure::Unreached(format!("no URL for the request: {e}")))?;
@@ -229,12 +231,27 @@ impl Shared {
         *request.version_mut() = Version::HTTP_11;
         *request.headers_mut() = head.headers.clone();
         match tokio::time::timeout(self.timeout, self.client.request(request)).await {
-            Err(_elapsed) => Err(Failure::TimedOut),
+            Err(_elapsed) => Err(Failure::TimedOut(self.timeout)),
             Ok(Ok(response)) => Ok(response),
             Ok(Err(e)) if e.is_connect() => Err(Failure::Unreached(causes(&e))),
             Ok(Err(e)) => Err(Failure::Broken(causes(&e))),
         }
     }
+}
+
+/// The warning for a failed attempt: the request, the backend, why, and
+/// what happens next.
+fn warn(head: &http::request::Parts, backend: &Uri, failure: &Failure, retry: bool, more: bool) {
+    let then = match (retry, more) {
+        (true, true) => "trying the next one",
+        (false, true) => "not retried (the method is not idempotent)",
+        (_, false) => "no backend left",
+    };
+    tracing::warn!(
+        "forward {} {}: backend {backend} {failure}; {then}",
+        head.method,
+        head.uri,
+    );
 }
 
 /// The backend's answer as the seam's, hop-by-hop fields removed.
@@ -285,12 +302,9 @@ mod tests {
     }
 
     #[test]
-    fn a_timeout_is_504_and_other_failures_502() {
-        assert_eq!(Failure::TimedOut.status(), StatusCode::GATEWAY_TIMEOUT);
-        assert_eq!(
-            Failure::Unreached("refused".into()).status(),
-            StatusCode::BAD_GATEWAY
-        );
+    fn refusals_and_timeouts_leave_a_backend_out_a_broken_connection_does_not() {
+        assert!(Failure::TimedOut(Duration::from_secs(1)).leaves_backend_out());
+        assert!(Failure::Unreached("refused".into()).leaves_backend_out());
         assert!(!Failure::Broken("reset".into()).leaves_backend_out());
     }
 }
