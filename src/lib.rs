@@ -17,7 +17,7 @@
 //!   FastCGI codecs in `protocols::uwsgi` and `protocols::fastcgi`, the CGI
 //!   variables both send in `protocols::cgi`) and request-body buffering.
 //! - [`middleware`]: steps on the seam between the engines and the gateway
-//!   (trusted forwarded headers).
+//!   (trusted forwarded headers, forwarding to remote backends).
 //! - [`exchange`]: the seam: the plain-Rust request, response head and body
 //!   chunks between the engines and the gateway; the local address type.
 //! - [`wsgi`]: the gateway: environ, start_response, wsgi.input, responses,

@@ -173,6 +173,20 @@ def test_post_echoes_its_body(pair):
     assert (seen["method"], seen["body"]) == ("POST", "k=v&x=1")
 
 
+def test_chunked_and_http2_requests_go_out_with_a_length(pair):
+    """A chunked upload (decoded by the front) and HTTP/2 (h2c) requests are sent to
+    the backend as HTTP/1.1 with Content-Length."""
+    _, _, front = pair
+    seen = httpx.post(f"{front.url}/api/form", content=iter([b"k=v", b"&x=1"]), timeout=10)
+    assert seen.json()["body"] == "k=v&x=1"
+    with httpx.Client(http1=False, http2=True, timeout=10) as client:
+        answer = client.post(f"{front.url}/api/upload", content=pattern(300_000))
+        assert answer.http_version == "HTTP/2"
+        assert answer.json()["sha256"] == hashlib.sha256(pattern(300_000)).hexdigest()
+        seen = client.get(f"{front.url}/api/who?x=1").json()
+        assert (seen["path"], seen["query"], seen["xfh"]) == ("/api/who", "x=1", front.url[7:])
+
+
 def test_head_gets_the_length_and_no_body(pair):
     _, _, front = pair
     with front.connect() as sock:
