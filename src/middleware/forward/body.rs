@@ -3,7 +3,7 @@
 //! Rules:
 //! - The engine has buffered the body already ([`RequestBody`]): a body in
 //!   memory is sent as it is (a `Bytes` clone per attempt, no copy); a body
-//!   spilled to a file is read from the file in [`CHUNK`]-byte pieces while
+//!   spilled to a file is read from the file in 64 KiB pieces (`CHUNK`) while
 //!   the backend takes them, never loaded whole (a 20 MiB upload is not held
 //!   in memory twice).
 //! - Every attempt reads the file from its start with positional reads
