@@ -4,6 +4,8 @@
 //! - [`forwarded`]: the client's address and scheme from a trusted proxy's
 //!   `X-Forwarded-For`/`X-Forwarded-Proto` or `Forwarded` (RFC 7239) header.
 //! - [`mount`]: several applications side by side, by URL prefix.
+//! - [`forward`]: `--forward`, requests under a prefix sent to remote
+//!   backends, round-robin, through a pooled HTTP client.
 //! - [`options`]: the middleware's options (`MiddlewareConfig`).
 //! - [`adapt`]: a response from a `tower`/`http_body` service as the seam's
 //!   [`ResponseStart`](crate::exchange::ResponseStart), and back.
@@ -13,6 +15,7 @@
 //! remote backends, mounting by prefix, and the application.
 
 pub mod adapt;
+pub mod forward;
 pub mod forwarded;
 pub mod mount;
 pub mod options;
@@ -33,10 +36,13 @@ pub fn stack(
     mounts: &[String],
     app: Arc<dyn Dispatch>,
 ) -> Arc<dyn Dispatch> {
-    let _middleware = &config.middleware;
+    let middleware = &config.middleware;
     let mut dispatch = app;
     if !mounts.is_empty() {
         dispatch = Arc::new(mount::Mount::new(dispatch, mounts, &config.script_name));
+    }
+    if !middleware.forwards.is_empty() {
+        dispatch = Arc::new(forward::Forward::new(dispatch, config));
     }
     Arc::new(Forwarded::new(dispatch, config.forwarded_allow_ips.clone()))
 }
