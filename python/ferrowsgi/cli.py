@@ -22,7 +22,7 @@ import sys
 from collections.abc import Sequence
 
 from . import _ferrowsgi, loader, master, options
-from .logs import log, setup_logging
+from .logs import log, setup_logging_from
 from .server import bind_error, serve_until_stopped
 
 __all__ = ["main"]
@@ -44,7 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as e:  # --help, --version
         return e.code if isinstance(e.code, int) else 0
     try:
-        setup_logging(cfg.log_level, cfg.access_log, cfg.error_log)
+        setup_logging_from(cfg)
     except OSError as e:
         which = "--access-log" if e.filename == cfg.access_log else "--error-log"
         print(f"ferrowsgi: error: {which}: cannot open {e.filename!r}: {e.strerror}",

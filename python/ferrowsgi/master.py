@@ -35,7 +35,7 @@ from collections.abc import Callable
 
 from . import loader, options, worker
 from .listeners import Listeners
-from .logs import log, setup_logging
+from .logs import log, setup_logging_from
 from .server import bind_error
 
 TYPE_CHECKING = False  # typing is not imported at run time: a worker has no use for it
@@ -400,7 +400,7 @@ class Master:
     def reopen_logs(self, cfg: options.Config | None = None) -> None:
         cfg = cfg or self.cfg
         try:
-            setup_logging(cfg.log_level, cfg.access_log, cfg.error_log)
+            setup_logging_from(cfg)
         except OSError as e:
             log.error("Cannot open the access log %r: %s", cfg.access_log, e.strerror)
 

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
 __all__ = ["WSGIServer", "bind_error", "make_server", "serve", "serve_until_stopped"]
 
-LOGGING = ("log_level", "access_log")
+LOGGING = ("log_level", "access_log", "access_log_format", "log_format")
 SERVE_OPTIONS = tuple(s.name for s in SETTINGS if s.rust) + LOGGING
 MAKE_SERVER_OPTIONS = tuple(name for name in SERVE_OPTIONS if name != "bind")
 
@@ -218,12 +218,17 @@ def bind_error(error: OSError, binds: list[str]) -> str:
 
 
 def _checked(kwargs: dict[str, Any], allowed: tuple[str, ...]) -> dict[str, Any]:
-    """Check API options, then set up logging (once) from log_level/access_log."""
+    """Check API options, then set up logging (once) from the LOGGING options."""
     access_log = kwargs.pop("access_log", None)
     values = check_api(kwargs, allowed)
     if access_log is not None:
         access_log = check_api({"access_log": access_log}, allowed)["access_log"]
-    ensure_logging(values.pop("log_level", None), access_log)
+    ensure_logging(
+        values.pop("log_level", None),
+        access_log,
+        values.pop("access_log_format", None),
+        values.pop("log_format", None),
+    )
     return values
 
 

@@ -39,7 +39,7 @@ import time
 from collections.abc import Callable
 
 from . import _ferrowsgi, loader
-from .logs import log, setup_logging
+from .logs import log, setup_logging_from
 
 TYPE_CHECKING = False  # typing is not imported at run time: a worker has no use for it
 if TYPE_CHECKING:
@@ -156,7 +156,7 @@ def _install_signals(spec: WorkerSpec, state: _State) -> None:
 
     def reopen_logs(signum: int, frame: Any) -> None:
         try:
-            setup_logging(spec.cfg.log_level, spec.cfg.access_log, spec.cfg.error_log)
+            setup_logging_from(spec.cfg)
         except OSError as e:
             log.error("Cannot reopen the access log: %s", e)
 

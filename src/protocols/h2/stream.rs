@@ -30,7 +30,7 @@ use tokio::sync::oneshot;
 use super::body::{Finished, ResponseBody};
 use super::StreamCtx;
 use crate::exchange::{self, BodySource, Job, RequestBody, ResponseStart, SERVER_HEADER};
-use crate::log::{self, AccessRecord};
+use crate::log::AccessRecord;
 use crate::protocols::body::{BodyError, BodyLimits, BodySink};
 use crate::protocols::{Limits, Settings, Shared};
 
@@ -77,12 +77,9 @@ async fn answer(
 ) -> Result<ResponseStart, Refusal> {
     let (mut parts, body) = request.into_parts();
     let settings = &ctx.shared.settings;
+    let p = &parts;
+    finished.access = AccessRecord::start(&p.method, &p.uri, p.version, &p.headers, ctx.conn.peer);
     prepare(&mut parts, &settings.limits)?;
-    if log::access_enabled() {
-        let p = &parts;
-        let record = AccessRecord::new(&p.method, &p.uri, p.version, &p.headers, ctx.conn.peer);
-        finished.access = Some(record);
-    }
     let declared = content_length(&parts.headers)?;
     let has_body_framing = declared.is_some() || !hyper::body::Body::is_end_stream(&body);
     let body = read_body(body, declared, settings).await?;
@@ -236,6 +233,9 @@ fn response(
 ) -> Response<ResponseBody> {
     let status = start.status;
     finished.status = status.as_u16();
+    if let Some(record) = finished.access.as_mut() {
+        record.answered(status, &start.headers);
+    }
     let mut headers = start.headers.to_header_map();
     for name in &CONNECTION_SPECIFIC {
         headers.remove(name);
