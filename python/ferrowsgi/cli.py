@@ -60,6 +60,7 @@ def _run(cfg: options.Config, argv: list[str], start_dir: str) -> int:
     if cfg.print_config or cfg.check_config:
         return _check(cfg)
     log.info("Starting ferrowsgi %s", _ferrowsgi.__version__)
+    _announce(cfg)
     for warning in cfg.warnings:
         log.warning("%s", warning)
     for line in cfg.describe():
@@ -77,12 +78,24 @@ def _run(cfg: options.Config, argv: list[str], start_dir: str) -> int:
     except (ValueError, TypeError) as e:
         log.error("Error: %s", e)
         return 2
-    code = serve_until_stopped(server)
+    code = serve_until_stopped(server, graceful_timeout=cfg.graceful_timeout)
     if server.busy_seconds() > 0:  # stopped without waiting: don't wait at exit either
         for stream in (sys.stdout, sys.stderr):
             stream.flush()
         os._exit(code)
     return code
+
+
+def _announce(cfg: options.Config) -> None:
+    """The start-up lines: application, workers, threads (one line each); each
+    listener gets its "Listening at: URL" line once the server is ready."""
+    log.info("Application: %s", cfg.app or "ferrowsgi.demo:application (no APP given)")
+    if cfg.workers > 0:
+        log.info("Workers: %d (master pid %d)", cfg.workers, os.getpid())
+    else:
+        log.info("Workers: 0 (this process serves; no master)")
+    log.info("Threads: %d per worker%s", cfg.threads,
+             " (the I/O thread calls the application)" if cfg.threads == 1 else "")  # fmt: skip
 
 
 def _check(cfg: options.Config) -> int:

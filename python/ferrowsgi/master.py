@@ -202,7 +202,7 @@ class Master:
             w.retiring = True
             w.kill_at = now + self.cfg.graceful_timeout + 1
         elif word == "reload" and w.generation == self.generation and not w.retiring:
-            self.reload("a Python file changed (--reload)")
+            self.reload(f"{arg or 'a Python file'} changed, restarting workers (--reload)")
 
     def close_pipe(self, w: WorkerProcess) -> None:
         if w.pipe >= 0:
