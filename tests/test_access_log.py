@@ -52,11 +52,11 @@ def test_default_line_is_combined_with_microseconds_atom_by_atom(start_server):
     status, _, body = get(server, "/sleep?ms=60", headers)
     assert status == b"HTTP/1.1 200 OK"
     line = wait_access(server, "/sleep?ms=60")
-    m = re.fullmatch(r'(\S+) (\S+) (\S+) \[([^\]]+)\] "([^"]*)" (\d+) (\d+) "([^"]*)" "([^"]*)" (\d+)',
-                     line)  # fmt: skip
+    clf = r'(\S+) (\S+) (\S+) \[([^\]]+)\] "([^"]*)" (\d+) (\d+) "([^"]*)" "([^"]*)" (\d+)'
+    m = re.fullmatch(clf, line)
     assert m, line
-    h, l, u, t, r, s, b, f, a, d = m.groups()
-    assert (h, l, u) == ("127.0.0.1", "-", "alice")
+    h, ident, u, t, r, s, b, f, a, d = m.groups()
+    assert (h, ident, u) == ("127.0.0.1", "-", "alice")
     when = datetime.strptime(t, "%d/%b/%Y:%H:%M:%S %z")
     assert when.utcoffset().total_seconds() == 0
     assert before <= when <= datetime.now(timezone.utc)
@@ -255,3 +255,18 @@ def test_a_bad_format_is_refused_at_start_up(start_server):
     server = start_server(APP, "--access-log-format", "%(h)s 100% sure", ready=False)
     assert server.proc.wait(30) == 2
     server.wait_for_log(r"ferrowsgi: error: --access-log-format: '%' at offset 9 starts no")
+
+
+def test_refused_http2_stream_is_in_the_access_log(start_server):
+    import httpx
+
+    server = start_server(APP, "--workers", "0", "--access-log", "-",
+                          "--limit-request-fields", "5")  # fmt: skip
+    many = {f"x-{i}": "v" for i in range(10)}
+    with httpx.Client(http1=False, http2=True, timeout=10) as client:
+        refused = client.get(f"{server.url}/h2-many", headers=many)
+        served = client.get(f"{server.url}/h2-after")
+    assert refused.status_code == 431 and served.status_code == 200
+    line = wait_access(server, "/h2-many")
+    assert '"GET /h2-many HTTP/2.0" 431 ' in line, line
+    wait_access(server, '"GET /h2-after HTTP/2.0" 200 ')

@@ -285,4 +285,3 @@ def _catch_signals(own: bool, stop: _StopLogger) -> dict[int, Any]:
             previous[signum] = signal.SIG_DFL if current is None else current
             signal.signal(signum, handler)
     return previous
-

@@ -24,7 +24,11 @@ pub fn init_logging(
     let json_errors = match log_format {
         "text" => false,
         "json" => true,
-        other => return Err(PyValueError::new_err(format!("unknown log format {other:?}"))),
+        other => {
+            return Err(PyValueError::new_err(format!(
+                "unknown log format {other:?}"
+            )))
+        }
     };
     if let Some(text) = access_log_format {
         check_access_log_format(text)?;

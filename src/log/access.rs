@@ -137,7 +137,11 @@ impl AccessRecord {
     /// Notes the response head: its status and the fields the format shows.
     pub fn answered(&mut self, status: StatusCode, headers: &ResponseHeaders) {
         self.status = status.as_u16();
-        for (slot, name) in self.response_fields.iter_mut().zip(&self.format.response_fields) {
+        for (slot, name) in self
+            .response_fields
+            .iter_mut()
+            .zip(&self.format.response_fields)
+        {
             *slot = headers
                 .iter()
                 .find(|(n, _)| n.eq_ignore_ascii_case(name.as_str().as_bytes()))
@@ -193,7 +197,10 @@ impl AccessRecord {
     }
 
     pub(super) fn request_field(&self, i: usize) -> Option<&[u8]> {
-        self.request_fields.get(i)?.as_ref().map(HeaderValue::as_bytes)
+        self.request_fields
+            .get(i)?
+            .as_ref()
+            .map(HeaderValue::as_bytes)
     }
 
     pub(super) fn response_field(&self, i: usize) -> Option<&[u8]> {
@@ -202,7 +209,11 @@ impl AccessRecord {
 
     /// The `X-Request-ID` request field (JSON's `request_id`).
     pub(super) fn request_id(&self) -> Option<&[u8]> {
-        let i = self.format.request_fields.iter().position(|f| *f == REQUEST_ID)?;
+        let i = self
+            .format
+            .request_fields
+            .iter()
+            .position(|f| *f == REQUEST_ID)?;
         self.request_field(i)
     }
 }
@@ -240,7 +251,10 @@ pub(super) fn open(path: &str) -> io::Result<Box<dyn Write + Send>> {
     Ok(match path {
         "-" => Box::new(io::LineWriter::new(io::stdout())),
         path => Box::new(io::LineWriter::new(
-            std::fs::OpenOptions::new().create(true).append(true).open(path)?,
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)?,
         )),
     })
 }

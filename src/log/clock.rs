@@ -26,7 +26,9 @@ pub fn write_clf(t: SystemTime, out: &mut Vec<u8>) {
 /// `2026-11-22T10:00:00.123456Z` (RFC 3339, microseconds).
 pub fn rfc3339(t: SystemTime) -> String {
     let (y, mo, d, h, mi, s) = civil(t);
-    let micros = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.subsec_micros());
+    let micros = t
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_micros());
     format!("{y}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{micros:06}Z")
 }
 

@@ -19,6 +19,7 @@
 //!   headers, user) is escaped: `"` and `\` get a backslash, control bytes
 //!   become `\xHH`, so one request is always one line.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::io::Write;
 
@@ -127,7 +128,9 @@ impl AccessFormat {
             })?;
             let piece = format.piece(name);
             if !literal.is_empty() {
-                format.pieces.push(Piece::Text(std::mem::take(&mut literal)));
+                format
+                    .pieces
+                    .push(Piece::Text(std::mem::take(&mut literal)));
             }
             format.pieces.push(piece);
             rest = tail;
@@ -267,10 +270,6 @@ fn index_of(fields: &mut Vec<HeaderName>, field: HeaderName) -> usize {
 
 fn write_atom(atom: Atom, r: &AccessRecord, out: &mut Vec<u8>) {
     let micros = r.duration.as_micros();
-    let text = |out: &mut Vec<u8>, value: Option<&[u8]>| match value {
-        Some(v) => escape_into(v, out),
-        None => out.push(b'-'),
-    };
     // Writes to a Vec cannot fail.
     let _ = match atom {
         Atom::Remote => match r.remote {
@@ -278,26 +277,47 @@ fn write_atom(atom: Atom, r: &AccessRecord, out: &mut Vec<u8>) {
             None => write!(out, "-"),
         },
         Atom::Dash => write!(out, "-"),
-        Atom::User => Ok(text(out, r.user.as_deref().map(str::as_bytes))),
-        Atom::Time => Ok(clock::write_clf(r.started, out)),
-        Atom::RequestLine => Ok(text(out, r.request_line().as_deref().map(str::as_bytes))),
-        Atom::Method => Ok(text(out, r.method().map(str::as_bytes))),
-        Atom::Path => Ok(text(out, r.path().map(|p| decoded(p).into_bytes()).as_deref())),
-        Atom::Query => Ok(text(out, r.query().map(str::as_bytes))),
-        Atom::Target => Ok(text(out, r.target().map(str::as_bytes))),
-        Atom::Protocol => Ok(text(out, r.protocol().map(str::as_bytes))),
+        Atom::Time => {
+            clock::write_clf(r.started, out);
+            Ok(())
+        }
         Atom::Status => write!(out, "{}", r.status),
         Atom::Bytes => write!(out, "{}", r.bytes),
-        Atom::Referer => Ok(text(out, r.referer.as_ref().map(|v| v.as_bytes()))),
-        Atom::UserAgent => Ok(text(out, r.user_agent.as_ref().map(|v| v.as_bytes()))),
         Atom::Seconds => write!(out, "{}", micros / 1_000_000),
         Atom::Millis => write!(out, "{}", micros / 1_000),
         Atom::Micros => write!(out, "{micros}"),
         Atom::DecimalSeconds => write!(out, "{}.{:06}", micros / 1_000_000, micros % 1_000_000),
         Atom::Pid => write!(out, "<{}>", std::process::id()),
-        Atom::RequestField(i) => Ok(text(out, r.request_field(i))),
-        Atom::ResponseField(i) => Ok(text(out, r.response_field(i))),
+        _ => {
+            match client_text(atom, r) {
+                Some(text) => escape_into(&text, out),
+                None => out.push(b'-'),
+            }
+            Ok(())
+        }
     };
+}
+
+/// The value of an atom whose text comes from the client or the application
+/// (escaped when written); `None` when unknown.
+fn client_text(atom: Atom, r: &AccessRecord) -> Option<Cow<'_, [u8]>> {
+    fn borrowed(s: &str) -> Cow<'_, [u8]> {
+        Cow::Borrowed(s.as_bytes())
+    }
+    match atom {
+        Atom::User => r.user.as_deref().map(borrowed),
+        Atom::RequestLine => r.request_line().map(|l| Cow::Owned(l.into_bytes())),
+        Atom::Method => r.method().map(borrowed),
+        Atom::Path => r.path().map(|p| Cow::Owned(decoded(p).into_bytes())),
+        Atom::Query => r.query().map(borrowed),
+        Atom::Target => r.target().map(borrowed),
+        Atom::Protocol => r.protocol().map(borrowed),
+        Atom::Referer => r.referer.as_ref().map(|v| Cow::Borrowed(v.as_bytes())),
+        Atom::UserAgent => r.user_agent.as_ref().map(|v| Cow::Borrowed(v.as_bytes())),
+        Atom::RequestField(i) => r.request_field(i).map(Cow::Borrowed),
+        Atom::ResponseField(i) => r.response_field(i).map(Cow::Borrowed),
+        _ => None,
+    }
 }
 
 /// The path as PATH_INFO has it: percent-decoded (as UTF-8, lossily).

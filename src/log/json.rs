@@ -38,7 +38,12 @@ fn lossy(value: Option<&[u8]>) -> Option<std::borrow::Cow<'_, str>> {
 pub(super) fn access_line(r: &AccessRecord, out: &mut Vec<u8>) {
     out.push(b'{');
     field(out, "time", &clock::rfc3339(r.started), true);
-    field(out, "remote_addr", &r.remote.map(|ip| ip.to_string()), false);
+    field(
+        out,
+        "remote_addr",
+        &r.remote.map(|ip| ip.to_string()),
+        false,
+    );
     field(out, "user", &r.user, false);
     field(out, "method", &r.method(), false);
     field(out, "path", &r.path(), false);
@@ -47,8 +52,18 @@ pub(super) fn access_line(r: &AccessRecord, out: &mut Vec<u8>) {
     field(out, "status", &r.status, false);
     field(out, "bytes", &r.bytes, false);
     field(out, "duration", &r.duration.as_secs_f64(), false);
-    field(out, "referer", &lossy(r.referer.as_ref().map(|v| v.as_bytes())), false);
-    field(out, "user_agent", &lossy(r.user_agent.as_ref().map(|v| v.as_bytes())), false);
+    field(
+        out,
+        "referer",
+        &lossy(r.referer.as_ref().map(|v| v.as_bytes())),
+        false,
+    );
+    field(
+        out,
+        "user_agent",
+        &lossy(r.user_agent.as_ref().map(|v| v.as_bytes())),
+        false,
+    );
     if let Some(id) = r.request_id() {
         field(out, "request_id", &String::from_utf8_lossy(id), false);
     }

@@ -344,8 +344,9 @@ impl<S: Transport + AsFd> Conn<S> {
                 tracing::debug!("uwsgi: {peer}: refused a request: 413 request body too large");
                 let status = StatusCode::PAYLOAD_TOO_LARGE;
                 let access = AccessRecord::unparsed(self.conn.peer);
-                let sent = response::respond(&mut self.io, ResponseStart::plain(status, true), false)
-                    .await;
+                let sent =
+                    response::respond(&mut self.io, ResponseStart::plain(status, true), false)
+                        .await;
                 log_refusal(access, status, &sent);
                 if sent.is_ok() {
                     self.discard(length).await;
@@ -391,4 +392,3 @@ fn body_error(e: BodyError) -> End {
 fn peer_name(peer: Option<SocketAddr>) -> String {
     peer.map_or_else(|| "unix socket".to_owned(), |p| p.to_string())
 }
-

@@ -77,8 +77,10 @@ async fn answer(
 ) -> Result<ResponseStart, Refusal> {
     let (mut parts, body) = request.into_parts();
     let settings = &ctx.shared.settings;
+    // The record is made before the head's checks: a refused stream is logged too.
     let p = &parts;
-    finished.access = AccessRecord::start(&p.method, &p.uri, p.version, &p.headers, ctx.conn.peer);
+    let target = origin_form(&p.uri);
+    finished.access = AccessRecord::start(&p.method, &target, p.version, &p.headers, ctx.conn.peer);
     prepare(&mut parts, &settings.limits)?;
     let declared = content_length(&parts.headers)?;
     let has_body_framing = declared.is_some() || !hyper::body::Body::is_end_stream(&body);
@@ -86,6 +88,12 @@ async fn answer(
     let http = http::Request::from_parts(parts, body);
     let request = exchange::Request::new(http, has_body_framing, &ctx.conn);
     Ok(call(request, &ctx.shared).await)
+}
+
+/// The target as `:path` gave it (hyper makes HTTP/2 request URIs absolute).
+fn origin_form(uri: &Uri) -> Uri {
+    uri.path_and_query()
+        .map_or_else(|| uri.clone(), |path| Uri::from(path.clone()))
 }
 
 /// The head's checks and rewrites: limits, `Host` from `:authority`, the
@@ -109,11 +117,7 @@ fn prepare(parts: &mut Parts, limits: &Limits) -> Result<(), Refusal> {
             }
         }
     }
-    if let Some(path) = parts.uri.path_and_query().cloned() {
-        if let Ok(origin) = Uri::builder().path_and_query(path).build() {
-            parts.uri = origin;
-        }
-    }
+    parts.uri = origin_form(&parts.uri);
     Ok(())
 }
 
