@@ -26,7 +26,8 @@
 //! - [`metrics`]: Prometheus metrics in shared memory, one slot per
 //!   worker, and the `/metrics` endpoint on a thread of its own.
 //! - [`shutdown`]: the graceful-shutdown signal and drain.
-//! - [`log`]: error log and access log.
+//! - [`log`]: error log and access log (text or JSON; the access-log
+//!   format compiled once, gunicorn's atoms).
 
 #![deny(missing_docs)]
 
@@ -53,8 +54,10 @@ fn _ferrowsgi(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<wsgi::input::Input>()?;
     m.add_class::<wsgi::errors::ErrorStream>()?;
     m.add("SERVER_OPTIONS", config::KEYS.to_vec())?;
+    m.add("DEFAULT_ACCESS_LOG_FORMAT", log::format::DEFAULT)?;
     m.add_function(wrap_pyfunction!(api::logging::init_logging, m)?)?;
     m.add_function(wrap_pyfunction!(api::logging::log_message, m)?)?;
+    m.add_function(wrap_pyfunction!(api::logging::check_access_log_format, m)?)?;
     m.add_function(wrap_pyfunction!(api::address::parse_bind, m)?)?;
     m.add_function(wrap_pyfunction!(api::address::bind_socket, m)?)?;
     m.add_function(wrap_pyfunction!(api::address::check_trusted, m)?)?;

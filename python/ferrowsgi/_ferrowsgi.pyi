@@ -311,13 +311,31 @@ class Server:
         Safe to call from any thread; a no-op when the server is not running.
         """
 
-def init_logging(level: str = "info", access_log: str | None = None) -> None:
+def init_logging(
+    level: str = "info",
+    access_log: str | None = None,
+    access_log_format: str | None = None,
+    log_format: str = "text",
+) -> None:
     """Configure the error log (stderr) and the access log.
 
     level: one of ``critical``, ``error``, ``warning``, ``info``, ``debug``.
     access_log: ``None`` (off), ``"-"`` (stdout) or a file path (appended to).
-    Raises ``ValueError`` for an unknown level, ``OSError`` if the file cannot be opened.
+    access_log_format: gunicorn's atoms (``%(h)s``...) or ``"json"``; ``None`` is
+    :data:`DEFAULT_ACCESS_LOG_FORMAT`. Compiled here, once: no per-request parsing.
+    log_format: ``"text"`` or ``"json"`` (error-log lines as JSON objects).
+    Raises ``ValueError`` for an unknown level or format, ``OSError`` if the file
+    cannot be opened.
     """
 
-def log(level: str, message: str) -> None:
-    """Write one line to the error log, in the server's format, at ``level``."""
+def log(level: str, message: str, traceback: str | None = None) -> None:
+    """Write one entry to the error log, in the server's format, at ``level``;
+    ``traceback`` (a formatted Python traceback) follows the message in text, and is
+    the ``traceback`` field in JSON."""
+
+DEFAULT_ACCESS_LOG_FORMAT: str
+"""The default access-log line: gunicorn's default followed by ``%(D)s``."""
+
+def check_access_log_format(text: str) -> str:
+    """Return ``text`` if it is a usable access-log format (gunicorn's atoms or
+    ``json``); raise ``ValueError`` naming the first bad ``%``."""

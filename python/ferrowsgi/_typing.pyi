@@ -161,6 +161,18 @@ class MakeServerOptions(TypedDict, total=False):
     """Error log level: critical, error, warning, info, debug. Default: info."""
     access_log: str | os.PathLike[str] | None
     """Write one access-log line per request to PATH, or to stdout with '-'. Default: none."""
+    access_log_format: str
+    """
+    Access-log line: gunicorn's atoms (%(h)s client address, %(u)s basic-auth user, %(t)s
+    time, %(r)s request line, %(s)s status, %(b)s bytes, %(D)s microseconds, %({name}i)s
+    request header... see the README), or json for one JSON object per line. Default:
+    %(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" %(D)s.
+    """
+    log_format: str
+    """
+    Error-log lines: text ([time] [pid] [LEVEL] message) or json (one object per line:
+    time, level, pid, message, traceback). Default: text.
+    """
 
 class ServeOptions(MakeServerOptions, total=False):
     """Keyword options of ``ferrowsgi.serve()``: those of ``make_server()`` and more."""

@@ -22,7 +22,7 @@ import sys
 from collections.abc import Sequence
 
 from . import _ferrowsgi, loader, master, options
-from .logs import log, setup_logging
+from .logs import log, setup_logging_from
 from .server import bind_error, serve_until_stopped
 
 __all__ = ["main"]
@@ -44,7 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as e:  # --help, --version
         return e.code if isinstance(e.code, int) else 0
     try:
-        setup_logging(cfg.log_level, cfg.access_log, cfg.error_log)
+        setup_logging_from(cfg)
     except OSError as e:
         which = "--access-log" if e.filename == cfg.access_log else "--error-log"
         print(f"ferrowsgi: error: {which}: cannot open {e.filename!r}: {e.strerror}",
@@ -60,6 +60,7 @@ def _run(cfg: options.Config, argv: list[str], start_dir: str) -> int:
     if cfg.print_config or cfg.check_config:
         return _check(cfg)
     log.info("Starting ferrowsgi %s", _ferrowsgi.__version__)
+    _announce(cfg)
     for warning in cfg.warnings:
         log.warning("%s", warning)
     for line in cfg.describe():
@@ -77,12 +78,24 @@ def _run(cfg: options.Config, argv: list[str], start_dir: str) -> int:
     except (ValueError, TypeError) as e:
         log.error("Error: %s", e)
         return 2
-    code = serve_until_stopped(server)
+    code = serve_until_stopped(server, graceful_timeout=cfg.graceful_timeout)
     if server.busy_seconds() > 0:  # stopped without waiting: don't wait at exit either
         for stream in (sys.stdout, sys.stderr):
             stream.flush()
         os._exit(code)
     return code
+
+
+def _announce(cfg: options.Config) -> None:
+    """The start-up lines: application, workers, threads (one line each); each
+    listener gets its "Listening at: URL" line once the server is ready."""
+    log.info("Application: %s", cfg.app or "ferrowsgi.demo:application (no APP given)")
+    if cfg.workers > 0:
+        log.info("Workers: %d (master pid %d)", cfg.workers, os.getpid())
+    else:
+        log.info("Workers: 0 (this process serves; no master)")
+    log.info("Threads: %d per worker%s", cfg.threads,
+             " (the I/O thread calls the application)" if cfg.threads == 1 else "")  # fmt: skip
 
 
 def _check(cfg: options.Config) -> int:

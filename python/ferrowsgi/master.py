@@ -35,7 +35,7 @@ from collections.abc import Callable
 
 from . import _ferrowsgi, loader, options, worker
 from .listeners import Listeners
-from .logs import log, setup_logging
+from .logs import log, setup_logging_from
 from .server import bind_error
 
 TYPE_CHECKING = False  # typing is not imported at run time: a worker has no use for it
@@ -215,7 +215,7 @@ class Master:
             w.retiring = True
             w.kill_at = now + self.cfg.graceful_timeout + 1
         elif word == "reload" and w.generation == self.generation and not w.retiring:
-            self.reload("a Python file changed (--reload)")
+            self.reload(f"{arg or 'a Python file'} changed, restarting workers (--reload)")
 
     def close_pipe(self, w: WorkerProcess) -> None:
         if w.pipe >= 0:
@@ -439,7 +439,7 @@ class Master:
     def reopen_logs(self, cfg: options.Config | None = None) -> None:
         cfg = cfg or self.cfg
         try:
-            setup_logging(cfg.log_level, cfg.access_log, cfg.error_log)
+            setup_logging_from(cfg)
         except OSError as e:
             log.error("Cannot open the access log %r: %s", cfg.access_log, e.strerror)
 

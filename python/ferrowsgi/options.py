@@ -27,7 +27,14 @@ import os
 import re
 from collections.abc import Callable, Mapping, Sequence
 
-from ._ferrowsgi import check_backends, check_tls, check_trusted, parse_bind
+from ._ferrowsgi import (
+    DEFAULT_ACCESS_LOG_FORMAT,
+    check_access_log_format,
+    check_backends,
+    check_tls,
+    check_trusted,
+    parse_bind,
+)
 from .mount import normalize_prefix
 
 TYPE_CHECKING = False  # typing is not imported at run time: a worker has no use for it
@@ -209,6 +216,12 @@ def _text(raw: Any) -> str:
     if not isinstance(raw, str):
         raise ValueError(f"expected a string, got {raw!r}")
     return raw
+
+
+def _access_log_format(raw: Any) -> str:
+    if not isinstance(raw, str) or not raw:
+        raise ValueError(f"expected a format string or 'json', got {raw!r}")
+    return check_access_log_format(raw)  # the native parser the access log compiles with
 
 
 def _bind(raw: Any) -> str:
@@ -488,6 +501,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("access_log", PATH, None,
             "write one access-log line per request to PATH, or to stdout with '-'",
             metavar="PATH|-", gunicorn=("accesslog",), gunicorn_flags=("--access-logfile",)),
+    Setting("access_log_format", Kind(_access_log_format, "str"), DEFAULT_ACCESS_LOG_FORMAT,
+            "access-log line: gunicorn's atoms (%(h)s client address, %(u)s basic-auth user, "
+            "%(t)s time, %(r)s request line, %(s)s status, %(b)s bytes, %(D)s microseconds, "
+            "%({name}i)s request header... see the README), or json for one JSON object "
+            "per line", metavar="FORMAT", gunicorn_flags=("--access-logformat",)),
+    Setting("log_format", _choice("text", "json"), "text",
+            "error-log lines: text ([time] [pid] [LEVEL] message) or json (one object per "
+            "line: time, level, pid, message, traceback)", metavar="FORMAT"),
     Setting("error_log", PATH, "-",
             "write the error log (and everything else sent to stderr) to PATH; '-' is "
             "stderr", metavar="PATH|-", gunicorn=("errorlog",),
@@ -655,7 +676,8 @@ def build_parser(version: str = "") -> argparse.ArgumentParser:
             default=argparse.SUPPRESS,
             action=action,
             **({} if s.boolean else {"metavar": s.metavar}),
-            help=f"{s.help} [default: {shown_default(s)}; env: {s.env}]",
+            # argparse %-formats help texts: a literal '%' (access-log atoms) is '%%'.
+            help=f"{s.help} [default: {shown_default(s)}; env: {s.env}]".replace("%", "%%"),
         )
     parser.add_argument("--version", action="version", version=f"ferrowsgi {version}")
     return parser

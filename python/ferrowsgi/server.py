@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
 __all__ = ["WSGIServer", "bind_error", "make_server", "serve", "serve_until_stopped"]
 
-LOGGING = ("log_level", "access_log")
+LOGGING = ("log_level", "access_log", "access_log_format", "log_format")
 SERVE_OPTIONS = tuple(s.name for s in SETTINGS if s.rust) + LOGGING
 MAKE_SERVER_OPTIONS = tuple(name for name in SERVE_OPTIONS if name != "bind")
 
@@ -70,9 +70,10 @@ def serve(
     """
     values = _checked(kwargs, SERVE_OPTIONS)
     values.setdefault("bind", [_address(host, port)])
-    server = Server(app, server_config(values))
+    config = server_config(values)
+    server = Server(app, config)
     log.info("Starting ferrowsgi %s", __version__)
-    serve_until_stopped(server, own_signals=False)
+    serve_until_stopped(server, own_signals=False, graceful_timeout=config["graceful_timeout"])
 
 
 def make_server(
@@ -178,15 +179,18 @@ class WSGIServer:
         self.server_close()
 
 
-def serve_until_stopped(server: Server, own_signals: bool = True) -> int:
+def serve_until_stopped(
+    server: Server, own_signals: bool = True, graceful_timeout: float | None = None
+) -> int:
     """Serve until Ctrl-C, SIGTERM or ``server.shutdown()``; log the bound addresses
-    once the server is ready.
+    once the server is ready, and the graceful stop when a signal begins it.
 
     SIGTERM is made to raise ``SystemExit(0)`` while serving (always when
     ``own_signals``, else only if it still has its default action), so that the
     server drains gracefully; with ``own_signals`` SIGINT raises
     ``KeyboardInterrupt`` even where the shell started us with SIGINT ignored.
-    Returns the exit status: 0, or a ``SystemExit`` code.
+    ``graceful_timeout`` (seconds) is only for the log line. Returns the exit
+    status: 0, or a ``SystemExit`` code.
     """
 
     def ready() -> None:
@@ -195,7 +199,7 @@ def serve_until_stopped(server: Server, own_signals: bool = True) -> int:
         if server.metrics_url is not None:
             log.info("Metrics at: %s", server.metrics_url)
 
-    previous = _catch_signals(own_signals)
+    previous = _catch_signals(own_signals, _StopLogger(graceful_timeout))
     code = 0
     try:
         # The only run: the sockets close when the stop begins, so a client that
@@ -220,12 +224,17 @@ def bind_error(error: OSError, binds: list[str]) -> str:
 
 
 def _checked(kwargs: dict[str, Any], allowed: tuple[str, ...]) -> dict[str, Any]:
-    """Check API options, then set up logging (once) from log_level/access_log."""
+    """Check API options, then set up logging (once) from the LOGGING options."""
     access_log = kwargs.pop("access_log", None)
     values = check_api(kwargs, allowed)
     if access_log is not None:
         access_log = check_api({"access_log": access_log}, allowed)["access_log"]
-    ensure_logging(values.pop("log_level", None), access_log)
+    ensure_logging(
+        values.pop("log_level", None),
+        access_log,
+        values.pop("access_log_format", None),
+        values.pop("log_format", None),
+    )
     return values
 
 
@@ -237,14 +246,40 @@ def _address(host: str, port: int) -> str:
     return parse_bind(f"{host}:{int(port)}")
 
 
-def _catch_signals(own: bool) -> dict[int, Any]:
+class _StopLogger:
+    """Signal handlers that log the stop they begin (the first signal: graceful, as
+    the master logs it; a second one: at once), then raise as Python's own would."""
+
+    def __init__(self, graceful_timeout: float | None) -> None:
+        self.graceful_timeout, self.signalled = graceful_timeout, False
+
+    def log(self, signum: int) -> None:
+        name = signal.Signals(signum).name
+        if self.signalled:
+            log.info("Stopping now (%s)", name)
+        elif self.graceful_timeout is not None:
+            log.info("Stopping gracefully (%s, up to %gs)", name, self.graceful_timeout)
+        else:
+            log.info("Stopping gracefully (%s)", name)
+        self.signalled = True
+
+    def exit(self, signum: int, frame: Any) -> None:
+        self.log(signum)
+        raise SystemExit(0)
+
+    def interrupt(self, signum: int, frame: Any) -> None:
+        self.log(signum)
+        raise KeyboardInterrupt
+
+
+def _catch_signals(own: bool, stop: _StopLogger) -> dict[int, Any]:
     """Make SIGTERM raise SystemExit(0) (and, when ``own``, SIGINT raise
-    KeyboardInterrupt); return the handlers to restore."""
+    KeyboardInterrupt), logging the stop; return the handlers to restore."""
     if threading.current_thread() is not threading.main_thread():
         return {}  # only the main thread may set signal handlers
-    wanted = {signal.SIGTERM: _raise_exit}
+    wanted: dict[int, Any] = {signal.SIGTERM: stop.exit}
     if own:
-        wanted[signal.SIGINT] = signal.default_int_handler
+        wanted[signal.SIGINT] = stop.interrupt
     previous = {}
     for signum, handler in wanted.items():
         current = signal.getsignal(signum)
@@ -252,7 +287,3 @@ def _catch_signals(own: bool) -> dict[int, Any]:
             previous[signum] = signal.SIG_DFL if current is None else current
             signal.signal(signum, handler)
     return previous
-
-
-def _raise_exit(signum: int, frame: Any) -> None:
-    raise SystemExit(0)

@@ -39,7 +39,7 @@ import time
 from collections.abc import Callable
 
 from . import _ferrowsgi, loader
-from .logs import log, setup_logging
+from .logs import log, setup_logging_from
 
 TYPE_CHECKING = False  # typing is not imported at run time: a worker has no use for it
 if TYPE_CHECKING:
@@ -164,7 +164,7 @@ def _install_signals(spec: WorkerSpec, state: _State) -> None:
 
     def reopen_logs(signum: int, frame: Any) -> None:
         try:
-            setup_logging(spec.cfg.log_level, spec.cfg.access_log, spec.cfg.error_log)
+            setup_logging_from(spec.cfg)
         except OSError as e:
             log.error("Cannot reopen the access log: %s", e)
 
@@ -250,8 +250,10 @@ class Watchdog(threading.Thread):
         reason = self.recycle_reason()
         if reason:
             self.retire(*reason)
-        elif self.reloader is not None and self.reloader.changed():
-            self.channel.send("reload")
+        elif self.reloader is not None:
+            changed = self.reloader.changed()
+            if changed:
+                self.channel.send(f"reload {reload_message(changed)}")
 
     def retire(self, reason: str, cause: str) -> None:
         """Tell the master why (it starts a replacement at once, and counts the restart
@@ -315,7 +317,8 @@ class Reloader:
 
     def __init__(self, root: str) -> None:
         self.root = root.rstrip(os.sep) + os.sep
-        self.flag = threading.Event()
+        self.lock = threading.Lock()
+        self.paths: set[str] = set()  # changed since the last changed(); under lock
         self.closing = threading.Event()
         self.last_scan = time.monotonic()
         self.mtimes = self.scan()
@@ -327,18 +330,20 @@ class Reloader:
             self.watchfiles = watchfiles
             threading.Thread(target=self.watch, name="ferrowsgi-reload", daemon=True).start()
 
-    def changed(self) -> bool:
-        """True once per change seen since the last call."""
+    def changed(self) -> list[str]:
+        """The files changed since the last call (sorted; empty when none)."""
         if self.watchfiles is None and time.monotonic() - self.last_scan >= 1.0:
             self.last_scan = time.monotonic()
             current = self.scan()
-            if any(self.mtimes.get(path, mtime) != mtime for path, mtime in current.items()):
-                self.flag.set()
+            with self.lock:
+                self.paths.update(
+                    path for path, mtime in current.items()
+                    if self.mtimes.get(path, mtime) != mtime
+                )  # fmt: skip
             self.mtimes.update(current)  # modules imported since are watched from now on
-        if self.flag.is_set():
-            self.flag.clear()
-            return True
-        return False
+        with self.lock:
+            paths, self.paths = sorted(self.paths), set()
+        return paths
 
     def scan(self) -> dict[str, int]:
         """Modification times of the imported modules' ``.py`` files under root."""
@@ -361,11 +366,18 @@ class Reloader:
             raise_interrupt=False,
         )
         for batch in changes:
-            log.info("Changed: %s", ", ".join(sorted(path for _, path in batch)))
-            self.flag.set()
+            with self.lock:
+                self.paths.update(path for _, path in batch)
 
     def close(self) -> None:
         self.closing.set()
+
+
+def reload_message(paths: list[str]) -> str:
+    """``app.py`` or ``app.py (and 2 more)``, short enough for one pipe message
+    (PIPE_BUF: atomic)."""
+    first = paths[0] if len(paths[0]) <= 2000 else "..." + paths[0][-2000:]
+    return first if len(paths) == 1 else f"{first} (and {len(paths) - 1} more)"
 
 
 def set_title(role: str, app: str | None) -> None:

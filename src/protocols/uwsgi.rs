@@ -43,17 +43,16 @@ use std::io;
 use std::net::SocketAddr;
 use std::os::fd::AsFd;
 use std::sync::Arc;
-use std::time::{Duration, Instant as StdInstant, SystemTime};
+use std::time::Duration;
 
 use bytes::BytesMut;
-use http::header::{REFERER, USER_AGENT};
 use http::{Method, StatusCode};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use crate::exchange::{self, Connection, Job, RequestBody, ResponseStart};
-use crate::log::{self, AccessRecord};
+use crate::log::AccessRecord;
 use crate::protocols::body::{BodyError, BodyLimits, BodySink};
 use crate::protocols::cgi::{BadVars, CgiVars};
 use crate::protocols::http1::buffers::{self, READ_CHUNK};
@@ -136,16 +135,21 @@ impl<S: Transport + AsFd> Conn<S> {
         let body = self.read_body(length).await?;
         let request = vars.into_request(body, &self.conn).map_err(bad_vars)?;
         let head_request = request.http.method() == Method::HEAD;
-        let mut access = log::access_enabled().then(|| access_record(&request));
-        let started = StdInstant::now();
+        let http = &request.http;
+        let mut access = AccessRecord::start(
+            http.method(),
+            http.uri(),
+            http.version(),
+            http.headers(),
+            request.peer,
+        );
         let start = self.call(request).await;
-        let status = start.status;
-        let sent = response::respond(&mut self.io, start, head_request).await;
         if let Some(record) = access.as_mut() {
-            record.status = status.as_u16();
-            record.bytes = sent.as_ref().map_or(0, |s| s.bytes);
-            record.duration = started.elapsed();
-            log::access(record);
+            record.answered(start.status, &start.headers);
+        }
+        let sent = response::respond(&mut self.io, start, head_request).await;
+        if let Some(record) = access {
+            record.write(sent.as_ref().map_or(0, |s| s.bytes));
         }
         match sent {
             Ok(Sent { aborted: false, .. }) => Ok(()),
@@ -329,14 +333,22 @@ impl<S: Transport + AsFd> Conn<S> {
                     status.as_u16()
                 );
                 let answer = ResponseStart::plain(status, true);
-                if response::respond(&mut self.io, answer, false).await.is_ok() {
+                let access = AccessRecord::unparsed(self.conn.peer);
+                let sent = response::respond(&mut self.io, answer, false).await;
+                log_refusal(access, status, &sent);
+                if sent.is_ok() {
                     linger(&mut self.io).await;
                 }
             }
             End::TooLarge(length) => {
                 tracing::debug!("uwsgi: {peer}: refused a request: 413 request body too large");
-                let answer = ResponseStart::plain(StatusCode::PAYLOAD_TOO_LARGE, true);
-                if response::respond(&mut self.io, answer, false).await.is_ok() {
+                let status = StatusCode::PAYLOAD_TOO_LARGE;
+                let access = AccessRecord::unparsed(self.conn.peer);
+                let sent =
+                    response::respond(&mut self.io, ResponseStart::plain(status, true), false)
+                        .await;
+                log_refusal(access, status, &sent);
+                if sent.is_ok() {
                     self.discard(length).await;
                     let _ = self.io.shutdown().await;
                 }
@@ -349,6 +361,14 @@ impl<S: Transport + AsFd> Conn<S> {
         }
         self.buf.clear();
         buffers::give_back(self.buf);
+    }
+}
+
+/// Writes the access-log line of a request refused before dispatch.
+fn log_refusal(access: Option<AccessRecord>, status: StatusCode, sent: &io::Result<Sent>) {
+    if let Some(mut record) = access {
+        record.set_status(status);
+        record.write(sent.as_ref().map_or(0, |s| s.bytes));
     }
 }
 
@@ -371,28 +391,4 @@ fn body_error(e: BodyError) -> End {
 
 fn peer_name(peer: Option<SocketAddr>) -> String {
     peer.map_or_else(|| "unix socket".to_owned(), |p| p.to_string())
-}
-
-/// The access-log record of `request` (its client is the one the proxy
-/// names).
-fn access_record(request: &exchange::Request) -> AccessRecord {
-    let http = &request.http;
-    let header = |name| {
-        http.headers()
-            .get(name)
-            .map(|v: &http::HeaderValue| String::from_utf8_lossy(v.as_bytes()).into_owned())
-            .unwrap_or_else(|| "-".to_owned())
-    };
-    AccessRecord {
-        remote: request
-            .peer
-            .map_or_else(|| "-".to_owned(), |p| p.ip().to_string()),
-        started: SystemTime::now(),
-        request_line: format!("{} {} {:?}", http.method(), http.uri(), http.version()),
-        status: 0,
-        bytes: 0,
-        referer: header(REFERER),
-        user_agent: header(USER_AGENT),
-        duration: Duration::ZERO,
-    }
 }

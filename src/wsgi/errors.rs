@@ -66,12 +66,10 @@ impl Failure {
             crate::metrics::record_exception();
         }
         match self {
-            Failure::Exception(err) => log::emit(
+            Failure::Exception(err) => log::emit_traceback(
                 Severity::Error,
-                &format!(
-                    "Error handling request {label}\n{}",
-                    format_exception(py, err)
-                ),
+                &format!("Error handling request {label}"),
+                Some(&format_exception(py, err)),
             ),
             Failure::Protocol(message) => log::emit(
                 Severity::Error,

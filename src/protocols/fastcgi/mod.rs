@@ -51,7 +51,7 @@ use tokio::time::Instant;
 
 use self::record::{kind, Begin, Malformed, Pairs, ProtocolStatus, Record};
 use crate::exchange::{BodySource, Chunk, Connection, Job, RequestBody, ResponseStart};
-use crate::log::{self, AccessRecord};
+use crate::log::AccessRecord;
 use crate::protocols::body::{BodyError, BodyLimits, BodySink};
 use crate::protocols::cgi::CgiVars;
 use crate::protocols::http1::conn::Transport;
@@ -261,7 +261,10 @@ impl<S: Transport> Conn<S> {
         };
         let body = match self.stdin(active, declared, true).await? {
             Stdin::Body(body) => body,
-            Stdin::Refused(status) => return self.answer(active, plain(status), None).await,
+            Stdin::Refused(status) => {
+                let access = AccessRecord::unparsed(self.conn.peer);
+                return self.answer(active, plain(status), access).await;
+            }
             Stdin::Aborted => return self.acknowledge_abort(active).await,
         };
         let request = match vars.into_request(body, &self.conn) {
@@ -269,14 +272,15 @@ impl<S: Transport> Conn<S> {
             Err(bad) => {
                 tracing::debug!("fastcgi: request {}: {}", active.id, bad.0);
                 let start = plain(StatusCode::BAD_REQUEST);
-                return self.answer(active, start, None).await;
+                let access = AccessRecord::unparsed(self.conn.peer);
+                return self.answer(active, start, access).await;
             }
         };
-        let access = log::access_enabled().then(|| {
+        let access = {
             let http = &request.http;
             let (method, uri, headers) = (http.method(), http.uri(), http.headers());
-            AccessRecord::new(method, uri, http.version(), headers, request.peer)
-        });
+            AccessRecord::start(method, uri, http.version(), headers, request.peer)
+        };
         let head_request = request.http.method() == Method::HEAD;
         let (reply, answer) = oneshot::channel();
         if self
@@ -434,7 +438,10 @@ impl<S: Transport> Conn<S> {
     async fn answer_after_stdin(&mut self, active: Active, status: StatusCode) -> Result<(), End> {
         match self.stdin(active, None, false).await? {
             Stdin::Aborted => self.acknowledge_abort(active).await,
-            _ => self.answer(active, plain(status), None).await,
+            _ => {
+                let access = AccessRecord::unparsed(self.conn.peer);
+                self.answer(active, plain(status), access).await
+            }
         }
     }
 
@@ -548,14 +555,14 @@ impl<S: Transport> Conn<S> {
         access: Option<AccessRecord>,
         head_request: bool,
     ) -> Result<(), End> {
-        let status = start.status;
+        let mut access = access;
+        if let Some(record) = access.as_mut() {
+            record.answered(start.status, &start.headers);
+        }
         let mut sent = 0;
         let result = self.send(active, start, head_request, &mut sent).await;
-        if let Some(mut record) = access {
-            record.status = status.as_u16();
-            record.bytes = sent;
-            record.duration = record.started.elapsed().unwrap_or_default();
-            log::access(&record);
+        if let Some(record) = access {
+            record.write(sent);
         }
         match result? {
             Sent::Complete => {

@@ -19,7 +19,6 @@ use std::fmt;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
 
 use bytes::Bytes;
 use hyper::body::{Body, Frame, SizeHint};
@@ -27,7 +26,7 @@ use tokio::sync::mpsc;
 
 use super::Activity;
 use crate::exchange::Chunk;
-use crate::log::{self, AccessRecord};
+use crate::log::AccessRecord;
 
 /// Why a response body ended before its end: hyper resets the stream.
 #[derive(Debug)]
@@ -45,7 +44,6 @@ impl std::error::Error for Aborted {}
 /// closed, and write its access-log line (once a response was made).
 pub(super) struct Finished {
     activity: Arc<Activity>,
-    started: Instant,
     /// The access-log record, when the access log is on.
     pub(super) access: Option<AccessRecord>,
     /// The response status; 0 until there is a response.
@@ -60,7 +58,6 @@ impl Finished {
         activity.opened();
         Finished {
             activity,
-            started: Instant::now(),
             access: None,
             status: 0,
             bytes: 0,
@@ -71,12 +68,9 @@ impl Finished {
 impl Drop for Finished {
     fn drop(&mut self) {
         self.activity.closed();
-        if let Some(mut record) = self.access.take() {
+        if let Some(record) = self.access.take() {
             if self.status != 0 {
-                record.status = self.status;
-                record.bytes = self.bytes;
-                record.duration = self.started.elapsed();
-                log::access(&record);
+                record.write(self.bytes);
             }
         }
     }

@@ -30,7 +30,7 @@ use tokio::sync::oneshot;
 use super::body::{Finished, ResponseBody};
 use super::StreamCtx;
 use crate::exchange::{self, BodySource, Job, RequestBody, ResponseStart, SERVER_HEADER};
-use crate::log::{self, AccessRecord};
+use crate::log::AccessRecord;
 use crate::protocols::body::{BodyError, BodyLimits, BodySink};
 use crate::protocols::{Limits, Settings, Shared};
 
@@ -77,18 +77,23 @@ async fn answer(
 ) -> Result<ResponseStart, Refusal> {
     let (mut parts, body) = request.into_parts();
     let settings = &ctx.shared.settings;
+    // The record is made before the head's checks: a refused stream is logged too.
+    let p = &parts;
+    let target = origin_form(&p.uri);
+    finished.access = AccessRecord::start(&p.method, &target, p.version, &p.headers, ctx.conn.peer);
     prepare(&mut parts, &settings.limits)?;
-    if log::access_enabled() {
-        let p = &parts;
-        let record = AccessRecord::new(&p.method, &p.uri, p.version, &p.headers, ctx.conn.peer);
-        finished.access = Some(record);
-    }
     let declared = content_length(&parts.headers)?;
     let has_body_framing = declared.is_some() || !hyper::body::Body::is_end_stream(&body);
     let body = read_body(body, declared, settings).await?;
     let http = http::Request::from_parts(parts, body);
     let request = exchange::Request::new(http, has_body_framing, &ctx.conn);
     Ok(call(request, &ctx.shared).await)
+}
+
+/// The target as `:path` gave it (hyper makes HTTP/2 request URIs absolute).
+fn origin_form(uri: &Uri) -> Uri {
+    uri.path_and_query()
+        .map_or_else(|| uri.clone(), |path| Uri::from(path.clone()))
 }
 
 /// The head's checks and rewrites: limits, `Host` from `:authority`, the
@@ -112,11 +117,7 @@ fn prepare(parts: &mut Parts, limits: &Limits) -> Result<(), Refusal> {
             }
         }
     }
-    if let Some(path) = parts.uri.path_and_query().cloned() {
-        if let Ok(origin) = Uri::builder().path_and_query(path).build() {
-            parts.uri = origin;
-        }
-    }
+    parts.uri = origin_form(&parts.uri);
     Ok(())
 }
 
@@ -236,6 +237,9 @@ fn response(
 ) -> Response<ResponseBody> {
     let status = start.status;
     finished.status = status.as_u16();
+    if let Some(record) = finished.access.as_mut() {
+        record.answered(status, &start.headers);
+    }
     let mut headers = start.headers.to_header_map();
     for name in &CONNECTION_SPECIFIC {
         headers.remove(name);

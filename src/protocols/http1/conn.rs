@@ -22,7 +22,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant as StdInstant};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http::{Method, StatusCode, Version};
@@ -41,7 +41,7 @@ use super::state::{self, ConnState, State};
 use super::{reject, Rejection};
 use crate::exchange::{self, BodySource, Chunk, Connection, Job, RequestBody};
 use crate::exchange::{ResponseHeaders, ResponseStart};
-use crate::log::{self, AccessRecord};
+use crate::log::AccessRecord;
 use crate::protocols::body::{BodyError, BodyLimits, BodySink};
 use crate::protocols::{Settings, Shared};
 use crate::shutdown::ShutdownSignal;
@@ -202,6 +202,9 @@ struct Conn<S> {
     /// Response bytes not yet written.
     out: Vec<u8>,
     state: ConnState,
+    /// The access-log record of the request whose body is being read, so a
+    /// refusal before dispatch (413, 408) is logged with its request line.
+    access: Option<AccessRecord>,
 }
 
 /// Facts about a request that outlive its move across the seam.
@@ -224,6 +227,7 @@ impl<S: Transport> Conn<S> {
             buf: BytesMut::new(),
             out: Vec::new(),
             state: core.state,
+            access: None,
         }
     }
 
@@ -294,6 +298,13 @@ impl<S: Transport> Conn<S> {
     /// Reads the body, runs the request, writes the answer. `Some` ends the
     /// connection.
     async fn exchange(&mut self, head: Box<Head>, waits: &mut Waits<'_>) -> Option<End> {
+        self.access = AccessRecord::start(
+            &head.method,
+            &head.uri,
+            head.version,
+            &head.headers,
+            self.conn.peer,
+        );
         let settings = &self.shared.settings;
         if let Framing::Length(n) = head.framing {
             if n > settings.max_body_size {
@@ -307,34 +318,25 @@ impl<S: Transport> Conn<S> {
             Ok(body) => body,
             Err(end) => return Some(end),
         };
-        let asked = Asked {
+        let mut asked = Asked {
             head_request: head.method == Method::HEAD,
             http10: head.version == Version::HTTP_10,
             keep_alive: head.keep_alive
                 && !self.shared.settings.keep_alive.is_zero()
                 && head.method != Method::CONNECT,
-            access: log::access_enabled().then(|| {
-                AccessRecord::new(
-                    &head.method,
-                    &head.uri,
-                    head.version,
-                    &head.headers,
-                    self.conn.peer,
-                )
-            }),
+            access: self.access.take(),
         };
         self.state.on(state::Event::Dispatched);
-        let started = StdInstant::now();
         let start = self.call(head, body).await;
         self.state.on(state::Event::Answered);
-        let status = start.status;
         let close = !asked.keep_alive || self.shared.shutdown.is_triggered();
+        let mut access = asked.access.take();
+        if let Some(record) = access.as_mut() {
+            record.answered(start.status, &start.headers);
+        }
         let sent = self.respond(start, &asked, close).await;
-        if let Some(mut record) = asked.access {
-            record.status = status.as_u16();
-            record.bytes = sent.as_ref().map_or(0, |s| s.0);
-            record.duration = started.elapsed();
-            log::access(&record);
+        if let Some(record) = access {
+            record.write(sent.as_ref().map_or(0, |s| s.0));
         }
         match sent {
             Ok((_, false)) => {
@@ -622,7 +624,14 @@ impl<S: Transport> Conn<S> {
                     rejection.status,
                     rejection.reason
                 );
-                self.out.extend_from_slice(&rejection_response(rejection));
+                let record = self.access.take();
+                let record = record.or_else(|| AccessRecord::unparsed(self.conn.peer));
+                let response = rejection_response(rejection);
+                self.out.extend_from_slice(&response.bytes);
+                if let Some(mut record) = record {
+                    record.set_status(response.status);
+                    record.write(response.body_len);
+                }
                 if self.flush().await.is_ok() {
                     self.linger().await;
                 }
@@ -722,7 +731,15 @@ fn body_error(e: BodyError) -> End {
 }
 
 /// The complete answer to a rejected request, `Connection: close` included.
-fn rejection_response(rejection: Rejection) -> Vec<u8> {
+/// The bytes of a rejection's answer, and what the access log records of it.
+struct RejectionResponse {
+    status: StatusCode,
+    bytes: Vec<u8>,
+    /// Body bytes.
+    body_len: u64,
+}
+
+fn rejection_response(rejection: Rejection) -> RejectionResponse {
     let status = StatusCode::from_u16(rejection.status).unwrap_or(StatusCode::BAD_REQUEST);
     let phrase = status.canonical_reason().unwrap_or("Bad Request");
     let body = format!("{} {phrase}: {}\n", status.as_u16(), rejection.reason);
@@ -736,7 +753,11 @@ fn rejection_response(rejection: Rejection) -> Vec<u8> {
     };
     encode::head(&mut out, status, None, &headers, shape);
     out.extend_from_slice(body.as_bytes());
-    out
+    RejectionResponse {
+        status,
+        bytes: out,
+        body_len: body.len() as u64,
+    }
 }
 
 fn peer_name(peer: Option<SocketAddr>) -> String {
