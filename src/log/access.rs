@@ -35,9 +35,23 @@ pub fn access_enabled() -> bool {
     SINK.lock().map(|s| s.is_some()).unwrap_or(false)
 }
 
-fn current_format() -> Option<Arc<AccessFormat>> {
+/// The format of this request's record, and whether a line is written:
+/// `None` when neither the access log nor the metrics want a record.
+fn current_format() -> Option<(Arc<AccessFormat>, bool)> {
     let guard = SINK.lock().unwrap_or_else(|e| e.into_inner());
-    guard.as_ref().map(|s| s.format.clone())
+    match guard.as_ref() {
+        Some(sink) => Some((sink.format.clone(), true)),
+        None if crate::metrics::enabled() => Some((metrics_only(), false)),
+        None => None,
+    }
+}
+
+/// A format that keeps nothing, for records made only for the metrics.
+fn metrics_only() -> Arc<AccessFormat> {
+    static EMPTY: std::sync::OnceLock<Arc<AccessFormat>> = std::sync::OnceLock::new();
+    EMPTY
+        .get_or_init(|| Arc::new(AccessFormat::compile("").expect("the empty format compiles")))
+        .clone()
 }
 
 /// What the request line said, when it was understood.
@@ -53,6 +67,10 @@ struct Line {
 #[derive(Debug)]
 pub struct AccessRecord {
     format: Arc<AccessFormat>,
+    /// Whether a line is written (else the record is for the metrics only).
+    logged: bool,
+    /// Counts the request in flight for the metrics until written or dropped.
+    in_flight: Option<crate::metrics::InFlight>,
     /// Client address (`REMOTE_ADDR`); `None` for a unix socket client.
     pub(super) remote: Option<IpAddr>,
     /// When the request head arrived (wall clock, for `%(t)s`).
@@ -115,10 +133,12 @@ impl AccessRecord {
         Some(Self::blank(current_format()?, peer))
     }
 
-    fn blank(format: Arc<AccessFormat>, peer: Option<SocketAddr>) -> Self {
+    fn blank((format, logged): (Arc<AccessFormat>, bool), peer: Option<SocketAddr>) -> Self {
         let wanted = (format.request_fields.len(), format.response_fields.len());
         AccessRecord {
             format,
+            logged,
+            in_flight: crate::metrics::enabled().then(crate::metrics::request_started),
             remote: peer.map(|p| p.ip()),
             started: SystemTime::now(),
             began: Instant::now(),
@@ -155,9 +175,17 @@ impl AccessRecord {
     }
 
     /// Writes the line, with `bytes` of body sent and the time taken until now.
+    /// The metrics count the request as answered then too.
     pub fn write(mut self, bytes: u64) {
         self.bytes = bytes;
         self.duration = self.began.elapsed();
+        if let Some(in_flight) = self.in_flight.take() {
+            let method = self.line.as_ref().map(|l| &l.method);
+            in_flight.finish(method, self.status, bytes, self.duration);
+        }
+        if !self.logged {
+            return;
+        }
         let mut line = Vec::with_capacity(192);
         self.format.render(&self, &mut line);
         let mut guard = SINK.lock().unwrap_or_else(|e| e.into_inner());

@@ -149,8 +149,9 @@ fn register_restarts(registry: &mut Registry, slots: &[Slot]) {
 /// A histogram summed over slots, encoded as it is.
 #[derive(Debug)]
 struct Summed {
-    /// Cumulative counts per bucket of [`BUCKETS`], then +Inf.
-    cumulative: Vec<(f64, u64)>,
+    /// Counts per bucket of [`BUCKETS`], then +Inf, each bucket's own (the
+    /// encoder makes them cumulative).
+    buckets: Vec<(f64, u64)>,
     sum_secs: f64,
     count: u64,
 }
@@ -166,25 +167,17 @@ impl Summed {
             sum_micros = sum_micros.wrapping_add(h.sum_micros.load(Ordering::Relaxed));
         }
         let bounds = BUCKETS.iter().copied().chain([f64::INFINITY]);
-        let mut running = 0;
-        let cumulative = bounds
-            .zip(counts)
-            .map(|(bound, n)| {
-                running += n;
-                (bound, running)
-            })
-            .collect();
         Summed {
-            cumulative,
+            buckets: bounds.zip(counts).collect(),
             sum_secs: sum_micros as f64 / 1e6,
-            count: running,
+            count: counts.iter().sum(),
         }
     }
 }
 
 impl EncodeMetric for Summed {
     fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
-        encoder.encode_histogram::<NoLabelSet>(self.sum_secs, self.count, &self.cumulative, None)
+        encoder.encode_histogram::<NoLabelSet>(self.sum_secs, self.count, &self.buckets, None)
     }
 
     fn metric_type(&self) -> MetricType {

@@ -224,15 +224,21 @@ pub fn enabled() -> bool {
     mine().is_some()
 }
 
-/// A request read, with `body_bytes` of body: in flight until the
-/// returned guard is dropped; [`InFlight::finish`] counts its answer.
-pub fn request_started(body_bytes: u64) -> InFlight {
+/// A request whose head arrived: in flight until the returned guard is
+/// dropped; [`InFlight::finish`] counts its answer.
+pub fn request_started() -> InFlight {
     let slot = mine();
     if let Some(slot) = slot {
         slot.in_flight.fetch_add(1, Ordering::Relaxed);
-        slot.bytes_in.fetch_add(body_bytes, Ordering::Relaxed);
     }
     InFlight(slot)
+}
+
+/// A request body of `bytes` bytes received (read whole by an engine).
+pub fn record_request_body(bytes: u64) {
+    if let Some(slot) = mine() {
+        slot.bytes_in.fetch_add(bytes, Ordering::Relaxed);
+    }
 }
 
 /// A request in flight (see [`request_started`]); dropping it without
@@ -240,14 +246,24 @@ pub fn request_started(body_bytes: u64) -> InFlight {
 #[must_use]
 pub struct InFlight(Option<&'static Slot>);
 
+impl std::fmt::Debug for InFlight {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("InFlight")
+    }
+}
+
 impl InFlight {
     /// The request was answered: `status` sent, `body_bytes` of response
-    /// body written, `duration` since its head arrived.
-    pub fn finish(self, method: &Method, status: u16, body_bytes: u64, duration: Duration) {
+    /// body written, `duration` since its head arrived. `method`: `None`
+    /// for a request refused before it was understood (counted as `other`).
+    pub fn finish(self, method: Option<&Method>, status: u16, body_bytes: u64, duration: Duration) {
         let Some(slot) = self.0 else { return };
-        let method = METHODS[..METHODS.len() - 1]
-            .iter()
-            .position(|m| *m == method.as_str())
+        let method = method
+            .and_then(|m| {
+                METHODS[..METHODS.len() - 1]
+                    .iter()
+                    .position(|n| *n == m.as_str())
+            })
             .unwrap_or(METHODS.len() - 1);
         let status = usize::from(status.clamp(100, 599)) - 100;
         slot.requests[method][status].fetch_add(1, Ordering::Relaxed);

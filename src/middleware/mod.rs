@@ -44,7 +44,21 @@ pub fn stack(
     if !middleware.forwards.is_empty() {
         dispatch = Arc::new(forward::Forward::new(dispatch, config));
     }
+    if crate::metrics::enabled() {
+        dispatch = Arc::new(CountBodies(dispatch));
+    }
     Arc::new(Forwarded::new(dispatch, config.forwarded_allow_ips.clone()))
+}
+
+/// Counts request body bytes for the metrics (`--metrics-bind`), for every
+/// request that crosses the seam, whoever answers it.
+struct CountBodies(Arc<dyn Dispatch>);
+
+impl Dispatch for CountBodies {
+    fn dispatch(&self, job: crate::exchange::Job) -> Result<(), crate::exchange::Stopped> {
+        crate::metrics::record_request_body(job.request.http.body().len());
+        self.0.dispatch(job)
+    }
 }
 
 #[cfg(test)]
