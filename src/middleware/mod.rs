@@ -3,6 +3,7 @@
 //!
 //! - [`forwarded`]: the client's address and scheme from a trusted proxy's
 //!   `X-Forwarded-For`/`X-Forwarded-Proto` or `Forwarded` (RFC 7239) header.
+//! - [`compress`]: `--compress`, gzip/br/zstd on the way out.
 //! - [`options`]: the middleware's options (`MiddlewareConfig`).
 //! - [`adapt`]: a response from a `tower`/`http_body` service as the seam's
 //!   [`ResponseStart`](crate::exchange::ResponseStart), and back.
@@ -12,6 +13,7 @@
 //! remote backends, mounting by prefix, and the application.
 
 pub mod adapt;
+pub mod compress;
 pub mod forwarded;
 pub mod options;
 
@@ -19,13 +21,17 @@ use std::sync::Arc;
 
 use crate::config::ServerConfig;
 use crate::exchange::Dispatch;
+use compress::Compress;
 use forwarded::Forwarded;
 
 /// The middleware `config` asks for, around `app` (the gateway's dispatch),
 /// outermost first.
 pub fn stack(config: &ServerConfig, app: Arc<dyn Dispatch>) -> Arc<dyn Dispatch> {
-    let _middleware = &config.middleware;
-    let dispatch = app;
+    let middleware = &config.middleware;
+    let mut dispatch = app;
+    if middleware.compress {
+        dispatch = Arc::new(Compress::new(dispatch));
+    }
     Arc::new(Forwarded::new(dispatch, config.forwarded_allow_ips.clone()))
 }
 
