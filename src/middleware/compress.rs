@@ -33,18 +33,20 @@
 pub mod coding;
 
 use std::future::{ready, Future, Ready};
-use std::pin::pin;
+use std::pin::{pin, Pin};
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
+use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Extensions, Method, StatusCode, Version};
+use http_body::{Body, Frame, SizeHint};
 use tokio::sync::oneshot::{self, error::TryRecvError};
 use tower_http::compression::{Compression, CompressionLevel};
 use tower_service::Service;
 
 use crate::exchange::{BodySource, Dispatch, Job, ResponseHeaders, ResponseStart, Stopped};
-use crate::middleware::adapt::{response_start, SourceBody};
+use crate::middleware::adapt::{response_start, Aborted, SourceBody};
 use coding::Coding;
 
 /// Bodies shorter than this (bytes) are not worth compressing: the coding's
@@ -245,7 +247,7 @@ fn compressed(start: ResponseStart, head: &Head, coding: Coding) -> ResponseStar
         }
     }
     weaken_etag(&mut fields);
-    let mut response = http::Response::new(SourceBody::new(body));
+    let mut response = http::Response::new(FlushBeforeError::new(body));
     *response.status_mut() = status;
     *response.headers_mut() = fields;
     let mut request = http::Request::new(());
@@ -281,16 +283,65 @@ fn weaken_etag(fields: &mut HeaderMap) {
     }
 }
 
+/// The application's body, with its error (an abort) held back for one
+/// poll: the encoder above first sees "nothing ready", flushes what it
+/// has, and only then the error. So the client gets every byte the
+/// application made before it failed, as it would uncompressed.
+struct FlushBeforeError {
+    body: SourceBody,
+    held: Option<Aborted>,
+}
+
+impl FlushBeforeError {
+    fn new(source: BodySource) -> Self {
+        FlushBeforeError {
+            body: SourceBody::new(source),
+            held: None,
+        }
+    }
+}
+
+impl Body for FlushBeforeError {
+    type Data = Bytes;
+    type Error = Aborted;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Aborted>>> {
+        if let Some(error) = self.held.take() {
+            return Poll::Ready(Some(Err(error)));
+        }
+        match Pin::new(&mut self.body).poll_frame(cx) {
+            Poll::Ready(Some(Err(error))) => {
+                self.held = Some(error);
+                // Asked again at once; the encoder flushes in between.
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            }
+            other => other,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.held.is_none() && self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
 /// A service that answers with the response it holds (one already made):
 /// how a finished response enters tower-http's `Compression`.
-struct Given(Option<http::Response<SourceBody>>);
+struct Given(Option<http::Response<FlushBeforeError>>);
 
 /// `Given` was called a second time.
 #[derive(Debug)]
 struct Spent;
 
 impl Service<http::Request<()>> for Given {
-    type Response = http::Response<SourceBody>;
+    type Response = http::Response<FlushBeforeError>;
     type Error = Spent;
     type Future = Ready<Result<Self::Response, Spent>>;
 
@@ -315,7 +366,6 @@ fn now<F: Future>(future: F) -> Option<F::Output> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bytes::Bytes;
     use std::io::Read;
     use std::time::Duration;
 
@@ -377,11 +427,13 @@ mod tests {
         }
     }
 
+    /// (status, fields, body size, coding, whether Vary is added).
+    type Case<'a> = (u16, &'a [(&'a str, &'a str)], usize, Option<Coding>, bool);
+
     #[tokio::test]
     async fn what_is_left_alone() {
         let html = ("Content-Type", "text/html");
-        let cases: &[(u16, &[(&str, &str)], usize, Option<Coding>, bool)] = &[
-            // (status, fields, body size, coding, Vary added)
+        let cases: &[Case] = &[
             (200, &[html], 100, Some(Coding::Gzip), true),
             (
                 200,
@@ -546,5 +598,25 @@ mod tests {
         assert_eq!(field(&out, "content-encoding").unwrap(), "zstd");
         let (_, aborted) = drain(out.body).await;
         assert!(aborted);
+    }
+
+    #[tokio::test]
+    async fn what_came_before_an_abort_is_flushed_first() {
+        let (tx, rx) = mpsc::channel(4);
+        tx.send(Chunk::Data(Bytes::from_static(b"made before the error")))
+            .await
+            .unwrap();
+        tx.send(Chunk::Abort).await.unwrap();
+        let fields = [("Content-Type", "text/plain")];
+        let out = outgoing(
+            start(200, &fields, BodySource::Stream(rx)),
+            Some(Coding::Gzip),
+        );
+        let (body, aborted) = drain(out.body).await;
+        assert!(aborted);
+        let mut decoder = flate2::write::GzDecoder::new(Vec::new());
+        std::io::Write::write_all(&mut decoder, &body).unwrap();
+        std::io::Write::flush(&mut decoder).unwrap();
+        assert_eq!(decoder.get_ref(), b"made before the error");
     }
 }
