@@ -10,12 +10,18 @@ Every server loads the same callables from here, so they all do the same work:
   Content-Length, so no server has to fall back to chunked framing.
 * ``post``: reads the whole request body from ``wsgi.input`` and answers its length.
 * ``io``: sleeps 10 ms (a database query, say) and answers like ``hello``.
+* ``json_body``: a 100 KiB JSON document (``JSON_BODY``) as a one-element list;
+  ``json_gzip``: the same wrapped in ``gzip_middleware``, a WSGI gzip middleware
+  in Python (the ``gzip`` workload: ferrowsgi ``--compress`` runs ``json_body``,
+  every other server ``json_gzip``).
 """
 
 from __future__ import annotations
 
+import gzip
+import json
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any, Callable
 
 HELLO = b"Hello, World!"
@@ -23,6 +29,32 @@ CHUNK = b"x" * (64 * 1024)
 CHUNKS = 16
 BIG_SIZE = len(CHUNK) * CHUNKS
 IO_SECONDS = 0.010
+JSON_SIZE = 100 * 1024
+# Level 6, as ferrowsgi --compress (flate2's default); gzip.compress's own is 9.
+GZIP_LEVEL = 6
+
+
+def _json_body() -> bytes:
+    """Records of an API answer, padded to exactly ``JSON_SIZE`` bytes."""
+    records = []
+    n = 0
+    while len(json.dumps(records)) < JSON_SIZE - 200:
+        records.append(
+            {
+                "id": n,
+                "name": f"customer {n}",
+                "email": f"c{n}@example.com",
+                "active": n % 3 != 0,
+                "balance": round(n * 13.37, 2),
+                "tags": ["retail", "eu"] if n % 2 else ["wholesale"],
+            }
+        )
+        n += 1
+    text = json.dumps({"records": records, "pad": ""})
+    return json.dumps({"records": records, "pad": " " * (JSON_SIZE - len(text))}).encode()
+
+
+JSON_BODY = _json_body()
 
 StartResponse = Callable[..., Any]
 
@@ -58,3 +90,42 @@ def io(environ: dict, start_response: StartResponse) -> list[bytes]:
     """Wait 10 ms (an I/O-bound view), then answer like ``hello``."""
     time.sleep(IO_SECONDS)
     return hello(environ, start_response)
+
+
+def json_body(environ: dict, start_response: StartResponse) -> list[bytes]:
+    """Answer ``JSON_BODY`` (100 KiB of ``application/json``) with its Content-Length."""
+    headers = [("Content-Type", "application/json"), ("Content-Length", str(len(JSON_BODY)))]
+    start_response("200 OK", headers)
+    return [JSON_BODY]
+
+
+def gzip_middleware(app: Callable) -> Callable:
+    """``app`` with its bodies gzipped when the client accepts gzip: the body is
+    collected, compressed with ``gzip.compress`` and sent with its new length (what
+    the usual WSGI gzip middlewares do)."""
+
+    def wrapped(environ: dict, start_response: StartResponse) -> Iterable[bytes]:
+        if "gzip" not in environ.get("HTTP_ACCEPT_ENCODING", ""):
+            return app(environ, start_response)
+        head: list = []
+        result = app(environ, lambda status, headers, exc_info=None: head.extend([status, headers]))
+        try:
+            data = b"".join(result)
+        finally:
+            if hasattr(result, "close"):
+                result.close()
+        body = gzip.compress(data, GZIP_LEVEL)
+        status, headers = head
+        headers = [(k, v) for k, v in headers if k.lower() != "content-length"]
+        headers += [
+            ("Content-Encoding", "gzip"),
+            ("Content-Length", str(len(body))),
+            ("Vary", "Accept-Encoding"),
+        ]
+        start_response(status, headers)
+        return [body]
+
+    return wrapped
+
+
+json_gzip = gzip_middleware(json_body)

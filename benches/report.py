@@ -104,6 +104,8 @@ class Report:
     failures: dict[str, str] = field(default_factory=dict)  # install failures
     labels: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # how to read the numbers
+    # Workloads whose CPU time is also shown per MiB of body: the body's bytes.
+    per_mib: dict[str, int] = field(default_factory=dict)
 
     def cell(self, workload: str, server: str) -> Cell | None:
         """The cell, or None when that server does not run that workload."""
@@ -322,6 +324,23 @@ def targets_table(report: Report) -> list[str]:
     return _table(["target (issues 5, 9)", "measured", "met"], rows)
 
 
+def per_mib_table(report: Report) -> list[str]:
+    """CPU time per MiB of body (the gzip workload: per MiB compressed)."""
+    rows = []
+    for w in report.workloads:
+        size = report.per_mib.get(w)
+        for s in report.servers if size else []:
+            cell = report.cell(w, s)
+            cpu = None if cell is None or cell.failure else cell.cpu_us()
+            if cpu is not None:
+                per = cpu / (size / 2**20) / 1000
+                rows.append([w, report.label(s), f"{cpu:.0f} µs", f"{per:.2f} ms"])
+    if not rows:
+        return []
+    header = ["workload", "server", "CPU / request", "CPU / MiB of body"]
+    return ["## CPU per MiB of body", "", *_table(header, rows), ""]
+
+
 def failures_list(report: Report) -> list[str]:
     """Peers that failed to install, and runs that failed, one line each."""
     lines = [f"- {report.label(s)}: not installed: {why}" for s, why in report.failures.items()]
@@ -350,6 +369,7 @@ def body(report: Report) -> list[str]:
         "",
         *detail_table(report),
         "",
+        *per_mib_table(report),
         "## Failures",
         "",
         *failures_list(report),

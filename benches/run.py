@@ -44,6 +44,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benches import harness, install, workloads  # noqa: E402
+from benches.apps import JSON_BODY  # noqa: E402
 from benches.harness import BenchError  # noqa: E402
 from benches.report import FERRO, Cell, Report, Sample, body  # noqa: E402
 from benches.servers import LABELS, NOTES, SERVERS, server_argv, server_env  # noqa: E402
@@ -259,7 +260,10 @@ def settings_from(args: argparse.Namespace) -> Settings:
 def prepare(settings: Settings) -> tuple[Report, str]:
     """Venv, peers, ferrowsgi, Rust servers; returns the empty report and ferrowsgi's command."""
     sizes = {w: WORKLOADS[w].bytes_per_request for w in settings.workloads}
-    report = Report(settings.workloads, settings.servers, sizes, labels=LABELS, notes=NOTES)
+    per_mib = {w: len(JSON_BODY) for w in settings.workloads if w == "gzip"}
+    report = Report(
+        settings.workloads, settings.servers, sizes, labels=LABELS, notes=NOTES, per_mib=per_mib
+    )
     install.ensure_venv()
     peers = [s for s in settings.servers if s in install.PEER_DISTS]
     report.failures.update(install.install_peers(peers, "flask" in settings.workloads))
@@ -271,7 +275,7 @@ def prepare(settings: Settings) -> tuple[Report, str]:
         limit = harness.raise_nofile(settings.nofile())
         if limit < settings.nofile():
             print(f"open files limited to {limit}: c10k may fail", flush=True)
-    if FERRO not in settings.servers:
+    if not any("{ferrowsgi}" in SERVERS[s].argv for s in settings.servers):
         return report, ""  # peers alone: nothing of ferrowsgi to build or find
     return report, install.install_ferrowsgi(settings.build)
 

@@ -17,6 +17,7 @@ from benches.report import FLOOR
 from benches.workloads import WORKLOADS
 
 CPU_WORKLOADS = ("hello", "flask", "big", "post")
+PY_GZIP = "ferrowsgi-pygzip"
 ISSUE_9 = ("pipelined", "c10k")
 
 
@@ -29,6 +30,7 @@ class Command:
     io_threads: int = 1
     workloads: tuple[str, ...] = (*CPU_WORKLOADS, "io")
     extra: dict[str, str] = field(default_factory=dict)  # options added on a workload
+    apps: dict[str, str] = field(default_factory=dict)  # its own app on a workload
 
 
 # Every server's command line. Placeholders: {ferrowsgi} {bin} (the venv's
@@ -39,9 +41,18 @@ SERVERS = {
     "ferrowsgi": Command(
         "{ferrowsgi} {app} --bind {host}:{port} --threads {threads}",
         io_threads=128,
-        workloads=(*CPU_WORKLOADS, "io", *ISSUE_9),
+        workloads=(*CPU_WORKLOADS, "io", *ISSUE_9, "gzip"),
         # Its defaults: 1000 connections per worker, idle ones closed after 5 s.
-        extra={"c10k": "--max-connections {max_connections} --keep-alive 300"},
+        extra={
+            "c10k": "--max-connections {max_connections} --keep-alive 300",
+            "gzip": "--compress",
+        },
+        # gzip: the application without the Python middleware; --compress does it.
+        apps={"gzip": "benches.apps:json_body"},
+    ),
+    # The gzip workload's Python middleware on ferrowsgi (no --compress).
+    PY_GZIP: Command(
+        "{ferrowsgi} {app} --bind {host}:{port} --threads {threads}", workloads=("gzip",)
     ),
     "bjoern": Command(
         '{bin}/python -c "import bjoern, importlib; '
@@ -68,12 +79,17 @@ SERVERS = {
     "gunicorn": Command(
         "{bin}/gunicorn -w 1 -k gthread --threads {threads} --bind {host}:{port} {app}",
         io_threads=32,
+        workloads=(*CPU_WORKLOADS, "io", "gzip"),
     ),
     "waitress": Command("{bin}/waitress-serve --listen={host}:{port} {app}"),
     "ceiling": Command("{ceiling} {host}:{port}", workloads=("hello", *ISSUE_9)),
     FLOOR: Command("{floor} {port}", workloads=("hello", *ISSUE_9)),
 }
-LABELS = {"ceiling": "ceiling (no Python)", FLOOR: "floor (epoll, no HTTP)"}
+LABELS = {
+    "ceiling": "ceiling (no Python)",
+    FLOOR: "floor (epoll, no HTTP)",
+    PY_GZIP: "ferrowsgi + Python gzip",
+}
 NOTES = [
     "uwsgi runs with --http-socket, which closes the connection after every response: "
     "wrk reconnects for each request and counts each close as a read error (its errors "
@@ -109,6 +125,12 @@ NOTES = [
     "number. ferrowsgi runs with --max-connections (twice their number) and --keep-alive "
     "300, granian with --backpressure (the same); bjoern has no limit nor timeout.",
     "uwsgi, gunicorn and waitress do not run pipelined nor c10k.",
+    "gzip: a 100 KiB JSON body (benches.apps:json_body) requested with Accept-Encoding: "
+    "gzip. ferrowsgi compresses it with --compress (gzip level 6, on its I/O thread); "
+    "'ferrowsgi + Python gzip' (ferrowsgi without --compress) and gunicorn run the same "
+    "application wrapped in a Python WSGI middleware that collects the body and calls "
+    "gzip.compress (level 6). Both send ~11.5 KiB. CPU per MiB: the server's CPU time "
+    "per request ÷ 0.098 MiB (the uncompressed body), the whole request included.",
 ]
 
 
@@ -116,7 +138,7 @@ def server_argv(name: str, workload: str, port: int, ferrowsgi: str, idle: int) 
     """The pinned command line of ``name`` serving ``workload`` on ``port``."""
     command = SERVERS[name]
     threads = command.io_threads if workload == "io" else command.threads
-    app = WORKLOADS[workload].app
+    app = command.apps.get(workload, WORKLOADS[workload].app)
     module, _, attr = app.partition(":")
     text = " ".join([command.argv, command.extra.get(workload, "")]).format(
         ferrowsgi=ferrowsgi,

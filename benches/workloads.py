@@ -14,17 +14,24 @@ Two have more to them:
   the mean of the two without (so a machine getting busier or quieter meanwhile
   cancels out). The worker's RSS is read before and after opening them. A
   server that closes any of them before the end fails the run.
+* ``gzip``: a 100 KiB JSON body asked for with ``Accept-Encoding: gzip``
+  (benches/gzip.lua); the check requires a gzip answer that decodes to it.
+  ferrowsgi compresses it with ``--compress``, every other server (ferrowsgi
+  without ``--compress`` among them) through a Python gzip middleware
+  (``benches.apps:json_gzip``).
 """
 
 from __future__ import annotations
 
+import gzip
 import json
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from benches import harness, wire
-from benches.apps import BIG_SIZE, HELLO
+from benches.apps import BIG_SIZE, HELLO, JSON_BODY
 from benches.harness import BenchError, Load, Server
 from benches.report import Sample
 
@@ -44,6 +51,7 @@ class Workload:
     bytes_per_request: int = 0  # report GB/s of this many body bytes per request
     pipeline: int = 1  # requests per write (wrk script benches/pipelined.lua)
     idle: bool = False  # c10k: load again with idle connections open
+    gzip: bool = False  # ask for gzip (wrk script benches/gzip.lua) and check it came
 
     def script(self) -> tuple[Path | None, tuple]:
         """wrk's script and its arguments, if any."""
@@ -51,6 +59,8 @@ class Workload:
             return BENCHES / "post.lua", ()
         if self.pipeline > 1:
             return BENCHES / "pipelined.lua", (self.pipeline,)
+        if self.gzip:
+            return BENCHES / "gzip.lua", ()
         return None, ()
 
 
@@ -70,22 +80,38 @@ WORKLOADS = {
     "io": Workload("benches.apps:io", 100, _is_hello),
     "pipelined": Workload("benches.apps:hello", 50, _is_hello, pipeline=PIPELINE_DEPTH),
     "c10k": Workload("benches.apps:hello", 50, _is_hello, idle=True),
+    "gzip": Workload("benches.apps:json_gzip", 10, lambda b: b == JSON_BODY, gzip=True),
 }
 
 
 def check(work: Workload, port: int) -> None:
     """One request (and one pipelined batch) answered right, or BenchError."""
     try:
-        status, answer = harness.fetch(port, POST_BODY if work.post else None)
+        if work.gzip:
+            status, answer = _fetch_gzip(port)
+        else:
+            status, answer = harness.fetch(port, POST_BODY if work.post else None)
         if status != 200 or not work.check(answer):
             raise BenchError(f"wrong answer: {status} {answer[:80]!r}")
-    except (OSError, ValueError) as exc:  # urllib errors, JSON of a wrong body
+    except (OSError, ValueError, EOFError) as exc:  # urllib, JSON or gzip errors
         raise BenchError(f"check request failed: {exc}") from exc
     if work.pipeline > 1:
         answered = wire.pipelined_answers(port, work.pipeline)
         if answered < work.pipeline:
             message = f"answers {answered} of {work.pipeline} requests sent in one write"
             raise BenchError(message, shown=f"answers {answered}/{work.pipeline}")
+
+
+def _fetch_gzip(port: int) -> tuple[int, bytes]:
+    """One request to ``/`` accepting gzip: (status, the body gunzipped); a body
+    that did not come gzipped is a ValueError."""
+    req = urllib.request.Request(f"http://{harness.HOST}:{port}/")
+    req.add_header("Accept-Encoding", "gzip")
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        coding = resp.headers.get("Content-Encoding")
+        if coding != "gzip":
+            raise ValueError(f"answered with Content-Encoding {coding!r}, not gzip")
+        return resp.status, gzip.decompress(resp.read())
 
 
 def measure(work: Workload, server: Server, seconds: int, warmup: int, idle: int) -> Sample:

@@ -3,6 +3,7 @@
 //!
 //! - [`forwarded`]: the client's address and scheme from a trusted proxy's
 //!   `X-Forwarded-For`/`X-Forwarded-Proto` or `Forwarded` (RFC 7239) header.
+//! - [`compress`]: `--compress`, gzip/br/zstd on the way out.
 //! - [`mount`]: several applications side by side, by URL prefix.
 //! - [`forward`]: `--forward`, requests under a prefix sent to remote
 //!   backends, round-robin, through a pooled HTTP client.
@@ -15,6 +16,7 @@
 //! remote backends, mounting by prefix, and the application.
 
 pub mod adapt;
+pub mod compress;
 pub mod forward;
 pub mod forwarded;
 pub mod mount;
@@ -26,6 +28,7 @@ use crate::config::ServerConfig;
 use crate::exchange::Dispatch;
 /// The prefix rule every layer (and the gateway's SCRIPT_NAME) keeps.
 pub use crate::exchange::{under_prefix, under_prefix_bytes};
+use compress::Compress;
 use forwarded::Forwarded;
 
 /// The middleware `config` asks for, around `app` (the gateway's dispatch),
@@ -43,6 +46,9 @@ pub fn stack(
     }
     if !middleware.forwards.is_empty() {
         dispatch = Arc::new(forward::Forward::new(dispatch, config));
+    }
+    if middleware.compress {
+        dispatch = Arc::new(Compress::new(dispatch));
     }
     if crate::metrics::enabled() {
         dispatch = Arc::new(CountBodies(dispatch));
