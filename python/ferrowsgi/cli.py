@@ -89,7 +89,11 @@ def _run(cfg: options.Config, argv: list[str], start_dir: str) -> int:
 def _announce(cfg: options.Config) -> None:
     """The start-up lines: application, workers, threads (one line each); each
     listener gets its "Listening at: URL" line once the server is ready."""
-    log.info("Application: %s", cfg.app or "ferrowsgi.demo:application (no APP given)")
+    if not cfg.mount:
+        log.info("Application: %s", cfg.app or "ferrowsgi.demo:application (no APP given)")
+    routes = [*cfg.mount, *([("/", cfg.app)] if cfg.mount and cfg.app else [])]
+    for prefix, spec in routes:
+        log.info("Application: %s at %s (--mount)", spec, prefix)
     if cfg.workers > 0:
         log.info("Workers: %d (master pid %d)", cfg.workers, os.getpid())
     else:
