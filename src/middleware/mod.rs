@@ -4,6 +4,8 @@
 //! - [`forwarded`]: the client's address and scheme from a trusted proxy's
 //!   `X-Forwarded-For`/`X-Forwarded-Proto` or `Forwarded` (RFC 7239) header.
 //! - [`options`]: the middleware's options (`MiddlewareConfig`).
+//! - [`static_files`]: `--static PREFIX=DIR`, files answered without the
+//!   application (tower-http's `ServeDir`, kept inside DIR).
 //! - [`adapt`]: a response from a `tower`/`http_body` service as the seam's
 //!   [`ResponseStart`](crate::exchange::ResponseStart), and back.
 //!
@@ -14,18 +16,27 @@
 pub mod adapt;
 pub mod forwarded;
 pub mod options;
+pub mod static_files;
 
 use std::sync::Arc;
 
 use crate::config::ServerConfig;
 use crate::exchange::Dispatch;
 use forwarded::Forwarded;
+use static_files::StaticFiles;
 
 /// The middleware `config` asks for, around `app` (the gateway's dispatch),
 /// outermost first.
 pub fn stack(config: &ServerConfig, app: Arc<dyn Dispatch>) -> Arc<dyn Dispatch> {
-    let _middleware = &config.middleware;
-    let dispatch = app;
+    let middleware = &config.middleware;
+    let mut dispatch = app;
+    if !middleware.statics.is_empty() {
+        dispatch = Arc::new(StaticFiles::new(
+            dispatch,
+            &middleware.statics,
+            middleware.static_max_age,
+        ));
+    }
     Arc::new(Forwarded::new(dispatch, config.forwarded_allow_ips.clone()))
 }
 
