@@ -10,12 +10,17 @@ Every server loads the same callables from here, so they all do the same work:
   Content-Length, so no server has to fall back to chunked framing.
 * ``post``: reads the whole request body from ``wsgi.input`` and answers its length.
 * ``io``: sleeps 10 ms (a database query, say) and answers like ``hello``.
+* ``file_wrapper``: the 1 MiB file of the ``static`` workload (:data:`STATIC_FILE`)
+  through ``wsgi.file_wrapper`` with its default 8 KiB blocks, as Flask's
+  ``send_file`` does; ferrowsgi's ``--static`` and nginx serve the same file.
 """
 
 from __future__ import annotations
 
+import tempfile
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, Callable
 
 HELLO = b"Hello, World!"
@@ -23,6 +28,12 @@ CHUNK = b"x" * (64 * 1024)
 CHUNKS = 16
 BIG_SIZE = len(CHUNK) * CHUNKS
 IO_SECONDS = 0.010
+STATIC_SIZE = 1 << 20
+# nginx's `root` and ferrowsgi's `--static /static=` directory (STATIC_ROOT/static):
+# under the system's temporary directory, which nginx's workers (user nobody) can read.
+STATIC_ROOT = Path(tempfile.gettempdir()) / "ferrowsgi-bench-static"
+STATIC_FILE = STATIC_ROOT / "static" / "file.bin"
+STATIC_PATH = "/static/file.bin"
 
 StartResponse = Callable[..., Any]
 
@@ -58,3 +69,26 @@ def io(environ: dict, start_response: StartResponse) -> list[bytes]:
     """Wait 10 ms (an I/O-bound view), then answer like ``hello``."""
     time.sleep(IO_SECONDS)
     return hello(environ, start_response)
+
+
+def write_static_file() -> Path:
+    """Write :data:`STATIC_FILE` (1 MiB, the same bytes every time), readable by all."""
+    STATIC_FILE.parent.mkdir(parents=True, exist_ok=True)
+    for directory in (STATIC_ROOT, STATIC_FILE.parent):
+        directory.chmod(0o755)
+    data = bytes(range(256)) * (STATIC_SIZE // 256)
+    if not STATIC_FILE.exists() or STATIC_FILE.read_bytes() != data:
+        STATIC_FILE.write_bytes(data)
+    STATIC_FILE.chmod(0o644)
+    return STATIC_FILE
+
+
+def file_wrapper(environ: dict, start_response: StartResponse) -> Any:
+    """Answer :data:`STATIC_FILE` through ``wsgi.file_wrapper`` (8 KiB blocks)."""
+    f = open(STATIC_FILE, "rb")  # closed by the wrapper's close()
+    headers = [
+        ("Content-Type", "application/octet-stream"),
+        ("Content-Length", str(STATIC_SIZE)),
+    ]
+    start_response("200 OK", headers)
+    return environ["wsgi.file_wrapper"](f)

@@ -14,6 +14,9 @@ Two have more to them:
   the mean of the two without (so a machine getting busier or quieter meanwhile
   cancels out). The worker's RSS is read before and after opening them. A
   server that closes any of them before the end fails the run.
+* ``static``: a 1 MiB file at ``/static/file.bin``, which ferrowsgi serves with
+  ``--static`` (its application never sees the request), the ``file_wrapper``
+  server through the application's ``wsgi.file_wrapper``, and nginx itself.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benches import harness, wire
-from benches.apps import BIG_SIZE, HELLO
+from benches.apps import BIG_SIZE, HELLO, STATIC_PATH, STATIC_SIZE
 from benches.harness import BenchError, Load, Server
 from benches.report import Sample
 
@@ -44,6 +47,7 @@ class Workload:
     bytes_per_request: int = 0  # report GB/s of this many body bytes per request
     pipeline: int = 1  # requests per write (wrk script benches/pipelined.lua)
     idle: bool = False  # c10k: load again with idle connections open
+    path: str = "/"  # the URL path requested
 
     def script(self) -> tuple[Path | None, tuple]:
         """wrk's script and its arguments, if any."""
@@ -70,13 +74,20 @@ WORKLOADS = {
     "io": Workload("benches.apps:io", 100, _is_hello),
     "pipelined": Workload("benches.apps:hello", 50, _is_hello, pipeline=PIPELINE_DEPTH),
     "c10k": Workload("benches.apps:hello", 50, _is_hello, idle=True),
+    "static": Workload(
+        "benches.apps:file_wrapper",
+        10,
+        lambda b: len(b) == STATIC_SIZE,
+        bytes_per_request=STATIC_SIZE,
+        path=STATIC_PATH,
+    ),
 }
 
 
 def check(work: Workload, port: int) -> None:
     """One request (and one pipelined batch) answered right, or BenchError."""
     try:
-        status, answer = harness.fetch(port, POST_BODY if work.post else None)
+        status, answer = harness.fetch(port, POST_BODY if work.post else None, work.path)
         if status != 200 or not work.check(answer):
             raise BenchError(f"wrong answer: {status} {answer[:80]!r}")
     except (OSError, ValueError) as exc:  # urllib errors, JSON of a wrong body
@@ -93,10 +104,10 @@ def measure(work: Workload, server: Server, seconds: int, warmup: int, idle: int
     check(work, server.port)
     script, args = work.script()
     if warmup > 0:
-        harness.run_wrk(server.port, work.connections, warmup, script, args)
+        harness.run_wrk(server.port, work.connections, warmup, script, args, work.path)
     if work.idle:
         return _with_idle(work, server, seconds, idle)
-    load = harness.load(server, work.connections, seconds, script, args)
+    load = harness.load(server, work.connections, seconds, script, args, work.path)
     rss, pss = harness.worker_memory_kib(server)
     return Sample(load, rss, pss)
 
