@@ -10,7 +10,6 @@ from __future__ import annotations
 import email.utils
 import gzip
 import hashlib
-import json
 import os
 import re
 import threading
@@ -104,7 +103,7 @@ def test_head_sends_the_headers_and_no_body(server):
     head, rest = data.split(b"\r\n\r\n", 1)
     assert head.startswith(b"HTTP/1.1 200 ")
     assert f"content-length: {len(CSS)}".encode() in head.lower()
-    assert f'etag: {get.headers["etag"]}'.encode() in head.lower()
+    assert f"etag: {get.headers['etag']}".encode() in head.lower()
     assert rest.startswith(b"HTTP/1.1 200 "), rest[:100]
     assert rest.endswith(b"\r\n\r\n0123456789")
 
