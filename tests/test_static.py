@@ -12,6 +12,7 @@ import gzip
 import hashlib
 import os
 import re
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -322,3 +323,31 @@ def test_a_100_mib_file_goes_out_with_flat_memory(start_server, tmp_path):
     assert got.hexdigest() == digest.hexdigest()
     growth_mib = (peak[0] - before) / 1024
     assert growth_mib < 30, f"RSS grew by {growth_mib:.1f} MiB"
+
+
+def test_over_http2(server, site):
+    """HTTP/2 (h2c, prior knowledge) goes through the same layer: curl gets the file,
+    a range, a 304 and the 404s."""
+    base = [
+        "curl",
+        "-s",
+        "--http2-prior-knowledge",
+        "-o",
+        "-",
+        "-w",
+        "|%{http_version} %{http_code}",
+    ]
+    url = server.url + "/static/"
+
+    def curl(path: str, *args: str) -> tuple[bytes, bytes]:
+        done = subprocess.run([*base, *args, url + path], capture_output=True, timeout=30)
+        body, _, status = done.stdout.rpartition(b"|")
+        return body, status
+
+    assert curl("css/app.css") == (CSS, b"2 200")
+    assert curl("plain.txt", "-H", "Range: bytes=1-2") == (b"12", b"2 206")
+    etag = httpx.get(url + "plain.txt").headers["etag"]
+    assert curl("plain.txt", "-H", f"If-None-Match: {etag}") == (b"", b"2 304")
+    assert curl("leak")[1] == b"2 404"
+    assert curl("%2e%2e/secret.txt", "--path-as-is")[1] == b"2 404"
+    assert app_calls(server) == []

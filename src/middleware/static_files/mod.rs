@@ -93,12 +93,7 @@ fn route(prefix: &str, dir: &Path) -> Route {
         .precompressed_br()
         .precompressed_zstd()
         .precompressed_gzip()
-        .with_buf_chunk_size(
-            std::env::var("FERROWSGI_STATIC_CHUNK") // XXX experiment only: remove
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(CHUNK),
-        );
+        .with_buf_chunk_size(CHUNK);
     Route {
         prefix: prefix.to_owned(),
         serve,
