@@ -14,14 +14,19 @@ Every server loads the same callables from here, so they all do the same work:
   ``json_gzip``: the same wrapped in ``gzip_middleware``, a WSGI gzip middleware
   in Python (the ``gzip`` workload: ferrowsgi ``--compress`` runs ``json_body``,
   every other server ``json_gzip``).
+* ``file_wrapper``: the 1 MiB file of the ``static`` workload (:data:`STATIC_FILE`)
+  through ``wsgi.file_wrapper`` with its default 8 KiB blocks, as Flask's
+  ``send_file`` does; ferrowsgi's ``--static`` and nginx serve the same file.
 """
 
 from __future__ import annotations
 
 import gzip
 import json
+import tempfile
 import time
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 from typing import Any, Callable
 
 HELLO = b"Hello, World!"
@@ -55,6 +60,13 @@ def _json_body() -> bytes:
 
 
 JSON_BODY = _json_body()
+
+STATIC_SIZE = 1 << 20
+# nginx's `root` and ferrowsgi's `--static /static=` directory (STATIC_ROOT/static):
+# under the system's temporary directory, which nginx's workers (user nobody) can read.
+STATIC_ROOT = Path(tempfile.gettempdir()) / "ferrowsgi-bench-static"
+STATIC_FILE = STATIC_ROOT / "static" / "file.bin"
+STATIC_PATH = "/static/file.bin"
 
 StartResponse = Callable[..., Any]
 
@@ -129,3 +141,26 @@ def gzip_middleware(app: Callable) -> Callable:
 
 
 json_gzip = gzip_middleware(json_body)
+
+
+def write_static_file() -> Path:
+    """Write :data:`STATIC_FILE` (1 MiB, the same bytes every time), readable by all."""
+    STATIC_FILE.parent.mkdir(parents=True, exist_ok=True)
+    for directory in (STATIC_ROOT, STATIC_FILE.parent):
+        directory.chmod(0o755)
+    data = bytes(range(256)) * (STATIC_SIZE // 256)
+    if not STATIC_FILE.exists() or STATIC_FILE.read_bytes() != data:
+        STATIC_FILE.write_bytes(data)
+    STATIC_FILE.chmod(0o644)
+    return STATIC_FILE
+
+
+def file_wrapper(environ: dict, start_response: StartResponse) -> Any:
+    """Answer :data:`STATIC_FILE` through ``wsgi.file_wrapper`` (8 KiB blocks)."""
+    f = open(STATIC_FILE, "rb")  # closed by the wrapper's close()
+    headers = [
+        ("Content-Type", "application/octet-stream"),
+        ("Content-Length", str(STATIC_SIZE)),
+    ]
+    start_response("200 OK", headers)
+    return environ["wsgi.file_wrapper"](f)

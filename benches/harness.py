@@ -157,9 +157,9 @@ def _signal_group(pgid: int, sig: int) -> None:
         pass
 
 
-def fetch(port: int, body: bytes | None) -> tuple[int, bytes]:
-    """One request to ``/`` (a POST when ``body`` is given): (status, body)."""
-    req = urllib.request.Request(f"http://{HOST}:{port}/", data=body)
+def fetch(port: int, body: bytes | None, path: str = "/") -> tuple[int, bytes]:
+    """One request to ``path`` (a POST when ``body`` is given): (status, body)."""
+    req = urllib.request.Request(f"http://{HOST}:{port}{path}", data=body)
     if body is not None:
         req.add_header("Content-Type", "application/octet-stream")
     with urllib.request.urlopen(req, timeout=10) as resp:
@@ -261,9 +261,15 @@ class Load:
 
 
 def run_wrk(
-    port: int, connections: int, seconds: int, script: Path | None, script_args: tuple = ()
+    port: int,
+    connections: int,
+    seconds: int,
+    script: Path | None,
+    script_args: tuple = (),
+    path: str = "/",
 ) -> Load:
-    """wrk -t1 pinned to core 1 against ``port`` for ``seconds`` (whole seconds: wrk's unit).
+    """wrk -t1 pinned to core 1 against ``path`` on ``port`` for ``seconds`` (whole
+    seconds: wrk's unit).
 
     ``script_args`` go to the script's ``init(args)``.
     """
@@ -271,7 +277,7 @@ def run_wrk(
     argv += ["--latency", "--timeout", "5s"]
     if script is not None:
         argv += ["-s", str(script)]
-    argv.append(f"http://{HOST}:{port}/")
+    argv.append(f"http://{HOST}:{port}{path}")
     if script_args:
         argv += ["--", *map(str, script_args)]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60)
@@ -282,11 +288,16 @@ def run_wrk(
 
 
 def load(
-    server: Server, connections: int, seconds: int, script: Path | None, script_args: tuple = ()
+    server: Server,
+    connections: int,
+    seconds: int,
+    script: Path | None,
+    script_args: tuple = (),
+    path: str = "/",
 ) -> Load:
     """:func:`run_wrk` against ``server``, with the server's CPU time per request."""
     before = cpu_seconds(server)
-    result = run_wrk(server.port, connections, seconds, script, script_args)
+    result = run_wrk(server.port, connections, seconds, script, script_args, path)
     used = cpu_seconds(server) - before
     if result.requests:
         result.cpu_us = used * 1e6 / result.requests

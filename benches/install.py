@@ -3,6 +3,7 @@
 * wrk and libev-dev (for bjoern) come from Debian's packages via apt-get.
 * ``benches/.venv`` (gitignored) holds the peers from PyPI and ferrowsgi built
   from this repository (pip builds a release wheel with maturin).
+* nginx (for the static workload) is Debian's, found where Debian puts it.
 * The no-Python ceiling (``benches/ceiling``) and the kernel floor
   (``benches/floor_server``) are built with ``cargo build --release``.
 
@@ -37,6 +38,15 @@ PEER_DISTS = {
     "uwsgi": "uWSGI",
     "waitress": "waitress",
 }
+
+
+def _find_nginx() -> str | None:
+    """nginx's binary, when installed (Debian puts it in /usr/sbin, off a user's PATH)."""
+    candidates = [shutil.which("nginx"), "/usr/sbin/nginx", "/usr/local/sbin/nginx"]
+    return next((p for p in candidates if p and os.access(p, os.X_OK)), None)
+
+
+NGINX = _find_nginx()
 APT_TIMEOUT = 600
 PIP_TIMEOUT = 1800
 
@@ -68,6 +78,17 @@ def ensure_wrk() -> str | None:
     print("wrk not found; installing it with apt-get", flush=True)
     why = apt_install("wrk")
     return why if why or not shutil.which("wrk") else None
+
+
+def ensure_nginx() -> str | None:
+    """Make sure nginx is installed (sets :data:`NGINX`); returns why it cannot be, or None."""
+    global NGINX
+    if NGINX:
+        return None
+    print("nginx not found; installing it with apt-get", flush=True)
+    why = apt_install("nginx")
+    NGINX = _find_nginx()
+    return why if not NGINX else None
 
 
 def _pip(*args: str) -> subprocess.CompletedProcess:

@@ -289,6 +289,9 @@ TARGETS = [
     ),
     ("c10k: hello ≥ 0.9 × the same without idle connections", "c10k", "idle_ratio", None, 0.9),
     ("c10k: ≤ 1 KiB worker RSS per idle connection", "c10k", "idle_kib", None, 1.0),
+    # Issue 12: --static beside the same file through the application, and nginx.
+    ("static ≥ 1.5 × ferrowsgi file_wrapper", "static", "rps", "file_wrapper", 1.5),
+    ("static ≥ 0.8 × nginx", "static", "rps", "nginx", 0.8),
 ]
 _PYTHON_PEERS = ("bjoern", "granian", "uwsgi", "gunicorn", "waitress")
 
@@ -321,7 +324,7 @@ def _target_row(report: Report, target: tuple) -> list[str]:
 def targets_table(report: Report) -> list[str]:
     """Each target of issues 5 and 9 with the measured value and whether it is met."""
     rows = [_target_row(report, t) for t in TARGETS if t[1] in report.workloads]
-    return _table(["target (issues 5, 9)", "measured", "met"], rows)
+    return _table(["target (issues 5, 9, 12)", "measured", "met"], rows)
 
 
 def per_mib_table(report: Report) -> list[str]:

@@ -43,7 +43,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benches import harness, install, workloads  # noqa: E402
+from benches import apps, harness, install, workloads  # noqa: E402
 from benches.apps import JSON_BODY  # noqa: E402
 from benches.harness import BenchError  # noqa: E402
 from benches.report import FERRO, Cell, Report, Sample, body  # noqa: E402
@@ -271,6 +271,11 @@ def prepare(settings: Settings) -> tuple[Report, str]:
         why = install.build_crate(crate) if crate in settings.servers else None
         if why:
             report.failures[crate] = f"cargo build failed: {why}"
+    if "static" in settings.workloads:
+        apps.write_static_file()
+        why = install.ensure_nginx() if "nginx" in settings.servers else None
+        if why:
+            report.failures["nginx"] = f"nginx could not be installed: {why}"
     if "c10k" in settings.workloads:
         limit = harness.raise_nofile(settings.nofile())
         if limit < settings.nofile():

@@ -11,8 +11,10 @@ from __future__ import annotations
 import os
 import shlex
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from benches import harness, install
+from benches.apps import STATIC_FILE, STATIC_ROOT
 from benches.report import FLOOR
 from benches.workloads import WORKLOADS
 
@@ -35,17 +37,19 @@ class Command:
 
 # Every server's command line. Placeholders: {ferrowsgi} {bin} (the venv's
 # bin/) {ceiling} {floor} {app} (module:callable) {module} {callable} {host}
-# {port} {threads} {max_connections} (twice --idle). All run with cwd = the
+# {port} {threads} {max_connections} (twice --idle) {static_dir} (the static
+# workload's directory) {nginx} {nginx_conf} (written for this port). All run with cwd = the
 # repo root and PYTHONPATH set to it, behind `taskset -c 0`.
 SERVERS = {
     "ferrowsgi": Command(
         "{ferrowsgi} {app} --bind {host}:{port} --threads {threads}",
         io_threads=128,
-        workloads=(*CPU_WORKLOADS, "io", *ISSUE_9, "gzip"),
+        workloads=(*CPU_WORKLOADS, "io", *ISSUE_9, "gzip", "static"),
         # Its defaults: 1000 connections per worker, idle ones closed after 5 s.
         extra={
             "c10k": "--max-connections {max_connections} --keep-alive 300",
             "gzip": "--compress",
+            "static": "--static /static={static_dir}",
         },
         # gzip: the application without the Python middleware; --compress does it.
         apps={"gzip": "benches.apps:json_body"},
@@ -54,6 +58,11 @@ SERVERS = {
     PY_GZIP: Command(
         "{ferrowsgi} {app} --bind {host}:{port} --threads {threads}", workloads=("gzip",)
     ),
+    # The same file through the application: wsgi.file_wrapper, 8 KiB blocks.
+    "file_wrapper": Command(
+        "{ferrowsgi} {app} --bind {host}:{port} --threads {threads}", workloads=("static",)
+    ),
+    "nginx": Command("{nginx} -p {static_root}/ -c {nginx_conf}", workloads=("static",)),
     "bjoern": Command(
         '{bin}/python -c "import bjoern, importlib; '
         "app = getattr(importlib.import_module('{module}'), '{callable}'); "
@@ -89,6 +98,7 @@ LABELS = {
     "ceiling": "ceiling (no Python)",
     FLOOR: "floor (epoll, no HTTP)",
     PY_GZIP: "ferrowsgi + Python gzip",
+    "file_wrapper": "ferrowsgi file_wrapper",
 }
 NOTES = [
     "uwsgi runs with --http-socket, which closes the connection after every response: "
@@ -131,7 +141,40 @@ NOTES = [
     "application wrapped in a Python WSGI middleware that collects the body and calls "
     "gzip.compress (level 6). Both send ~11.5 KiB. CPU per MiB: the server's CPU time "
     "per request ÷ 0.098 MiB (the uncompressed body), the whole request included.",
+    "static: a 1 MiB file at 10 connections; ferrowsgi answers it with --static (the "
+    "application is never called), 'ferrowsgi file_wrapper' with an application that "
+    "returns wsgi.file_wrapper over it (8 KiB blocks, as Flask's send_file), nginx "
+    "with `location /static/ { root ...; }`, one worker process, sendfile on, "
+    "tcp_nopush on, access log off.",
 ]
+
+# nginx for the static workload: one worker process (under a master, which the
+# tables do not count in RSS), the same file, sendfile as production configs have it.
+NGINX_CONF = """daemon off;
+master_process on;
+worker_processes 1;
+pid {root}/nginx-{port}.pid;
+error_log {root}/nginx-{port}.log;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    default_type application/octet-stream;
+    sendfile on;
+    tcp_nopush on;
+    keepalive_requests 1000000;
+    server {{
+        listen {host}:{port};
+        location /static/ {{ root {root}; }}
+    }}
+}}
+"""
+
+
+def nginx_conf(port: int) -> Path:
+    """Write nginx's configuration for ``port``; returns its path."""
+    conf = STATIC_ROOT / f"nginx-{port}.conf"
+    conf.write_text(NGINX_CONF.format(root=STATIC_ROOT, host=harness.HOST, port=port))
+    return conf
 
 
 def server_argv(name: str, workload: str, port: int, ferrowsgi: str, idle: int) -> list[str]:
@@ -152,6 +195,10 @@ def server_argv(name: str, workload: str, port: int, ferrowsgi: str, idle: int) 
         port=port,
         threads=threads,
         max_connections=2 * idle,
+        static_dir=STATIC_FILE.parent,
+        static_root=STATIC_ROOT,
+        nginx=install.NGINX or "nginx",
+        nginx_conf=nginx_conf(port) if name == "nginx" else "",
     )
     return ["taskset", "-c", "0", *shlex.split(text)]
 

@@ -19,6 +19,9 @@ Two have more to them:
   ferrowsgi compresses it with ``--compress``, every other server (ferrowsgi
   without ``--compress`` among them) through a Python gzip middleware
   (``benches.apps:json_gzip``).
+* ``static``: a 1 MiB file at ``/static/file.bin``, which ferrowsgi serves with
+  ``--static`` (its application never sees the request), the ``file_wrapper``
+  server through the application's ``wsgi.file_wrapper``, and nginx itself.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benches import harness, wire
-from benches.apps import BIG_SIZE, HELLO, JSON_BODY
+from benches.apps import BIG_SIZE, HELLO, JSON_BODY, STATIC_PATH, STATIC_SIZE
 from benches.harness import BenchError, Load, Server
 from benches.report import Sample
 
@@ -52,6 +55,7 @@ class Workload:
     pipeline: int = 1  # requests per write (wrk script benches/pipelined.lua)
     idle: bool = False  # c10k: load again with idle connections open
     gzip: bool = False  # ask for gzip (wrk script benches/gzip.lua) and check it came
+    path: str = "/"  # the URL path requested
 
     def script(self) -> tuple[Path | None, tuple]:
         """wrk's script and its arguments, if any."""
@@ -81,6 +85,13 @@ WORKLOADS = {
     "pipelined": Workload("benches.apps:hello", 50, _is_hello, pipeline=PIPELINE_DEPTH),
     "c10k": Workload("benches.apps:hello", 50, _is_hello, idle=True),
     "gzip": Workload("benches.apps:json_gzip", 10, lambda b: b == JSON_BODY, gzip=True),
+    "static": Workload(
+        "benches.apps:file_wrapper",
+        10,
+        lambda b: len(b) == STATIC_SIZE,
+        bytes_per_request=STATIC_SIZE,
+        path=STATIC_PATH,
+    ),
 }
 
 
@@ -90,7 +101,7 @@ def check(work: Workload, port: int) -> None:
         if work.gzip:
             status, answer = _fetch_gzip(port)
         else:
-            status, answer = harness.fetch(port, POST_BODY if work.post else None)
+            status, answer = harness.fetch(port, POST_BODY if work.post else None, work.path)
         if status != 200 or not work.check(answer):
             raise BenchError(f"wrong answer: {status} {answer[:80]!r}")
     except (OSError, ValueError, EOFError) as exc:  # urllib, JSON or gzip errors
@@ -119,10 +130,10 @@ def measure(work: Workload, server: Server, seconds: int, warmup: int, idle: int
     check(work, server.port)
     script, args = work.script()
     if warmup > 0:
-        harness.run_wrk(server.port, work.connections, warmup, script, args)
+        harness.run_wrk(server.port, work.connections, warmup, script, args, work.path)
     if work.idle:
         return _with_idle(work, server, seconds, idle)
-    load = harness.load(server, work.connections, seconds, script, args)
+    load = harness.load(server, work.connections, seconds, script, args, work.path)
     rss, pss = harness.worker_memory_kib(server)
     return Sample(load, rss, pss)
 

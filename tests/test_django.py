@@ -111,3 +111,27 @@ def test_post_without_csrf_token_is_forbidden(admin):
     resp = admin.post("/admin/login/", data={"username": "admin", "password": "x"})
     assert resp.status_code == 403
     assert "CSRF" in resp.text
+
+
+def test_admin_stylesheet_served_by_static(start_server, project):
+    """The README's recipe: collectstatic, then --static /static=STATIC_ROOT; the admin's
+    pages link their stylesheets under /static/ and each of them loads."""
+    settings = project / "mysite" / "settings.py"
+    settings.write_text(settings.read_text() + '\nSTATIC_ROOT = BASE_DIR / "staticfiles"\n')
+    manage(project, "collectstatic", "--noinput")
+    static_root = project / "staticfiles"
+    server = start_server(
+        "mysite.wsgi:application", "--chdir", str(project), "--static", f"/static={static_root}"
+    )
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        page = client.get("/admin/login/")
+        assert page.status_code == 200
+        sheets = re.findall(r'href="(/static/[^"]+\.css)"', page.text)
+        assert "/static/admin/css/base.css" in sheets
+        for sheet in sheets:
+            css = client.get(sheet)
+            assert css.status_code == 200, sheet
+            assert css.headers["content-type"] == "text/css"
+            assert "etag" in css.headers
+        base = client.get("/static/admin/css/base.css", headers={"Accept-Encoding": "identity"})
+        assert base.content == (static_root / "admin" / "css" / "base.css").read_bytes()

@@ -8,6 +8,8 @@
 //! - [`forward`]: `--forward`, requests under a prefix sent to remote
 //!   backends, round-robin, through a pooled HTTP client.
 //! - [`options`]: the middleware's options (`MiddlewareConfig`).
+//! - [`static_files`]: `--static PREFIX=DIR`, files answered without the
+//!   application (tower-http's `ServeDir`, kept inside DIR).
 //! - [`adapt`]: a response from a `tower`/`http_body` service as the seam's
 //!   [`ResponseStart`](crate::exchange::ResponseStart), and back.
 //!
@@ -21,6 +23,7 @@ pub mod forward;
 pub mod forwarded;
 pub mod mount;
 pub mod options;
+pub mod static_files;
 
 use std::sync::Arc;
 
@@ -30,6 +33,7 @@ use crate::exchange::Dispatch;
 pub use crate::exchange::{under_prefix, under_prefix_bytes};
 use compress::Compress;
 use forwarded::Forwarded;
+use static_files::StaticFiles;
 
 /// The middleware `config` asks for, around `app` (the gateway's dispatch),
 /// outermost first. `mounts`: the URL prefixes of the applications the
@@ -46,6 +50,13 @@ pub fn stack(
     }
     if !middleware.forwards.is_empty() {
         dispatch = Arc::new(forward::Forward::new(dispatch, config));
+    }
+    if !middleware.statics.is_empty() {
+        dispatch = Arc::new(StaticFiles::new(
+            dispatch,
+            &middleware.statics,
+            middleware.static_max_age,
+        ));
     }
     if middleware.compress {
         dispatch = Arc::new(Compress::new(dispatch));
