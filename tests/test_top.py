@@ -198,7 +198,8 @@ def test_render_shows_every_figure():
         r"Latency +p50 7\.50 ms +p90 9\.50 ms +p99 9\.95 ms +\(last 10\.0 s\)",
         r"In flight +4 +waiting for a thread 0",
         r"Traffic +in 0 B/s +out 307\.2 KiB/s",
-        r"Workers +2 alive +restarts: crash 0 · timeout 1 · max-requests 0",
+        r"Workers +2 alive *\n"
+        r"Restarts +crash 0 · timeout 1 · max-requests 0 · memory 0 · reload 0 *\n",
         r"200 +1,800 +180\.0 +GET +1,800 +180\.0",
         r"503 +200 +20\.0 +POST +200 +20\.0",
     ]:
@@ -407,7 +408,7 @@ def test_top_shows_rates_and_percentiles_of_a_fake_exporter_and_quits_on_q(expor
         r"Connections +5 open +[23]\.\d/s accepted",
         r"Traffic +in (9|10|11)\.\d KiB/s +out (1\.[7-9]|2\.[0-3]) MiB/s",
         r"Exceptions +[\d,]+ total +(1[6-9]|2[0-4]) in the last 1\.\d s",
-        r"Workers +4 alive +restarts: crash 2 · timeout 0 · max-requests 5 · memory 0 · reload 0",
+        r"Workers +4 alive\nRestarts +crash 2 · timeout 0 · max-requests 5 · memory 0 · reload 0\n",
         r"Status +total +per s +Method +total +per s",
         r"\n 200 +[\d,]+ +1[4-9]\d\.\d +GET +[\d,]+ +1[4-9]\d\.\d",
         r"\n 500 +[\d,]+ +(1[6-9]|2[0-4])\.\d +POST +[\d,]+ +(1[6-9]|2[0-4])\.\d",
@@ -482,7 +483,7 @@ def test_top_against_a_live_server_shows_its_requests_and_workers(start_server, 
         assert [client.get(f"/missing/{i}").status_code for i in range(3)] == [404] * 3
     s = screen("top", url)
     s.wait_for(r"Requests +[\d,.…]+/s +23 total")
-    frame = s.wait_for(r"Workers +1 alive +restarts: crash 0")[0]
+    frame = s.wait_for(r"Workers +1 alive\nRestarts +crash 0 · timeout 0")[0]
     s.wait_for(r"\n 200 +20 +\S+ +GET +23 ")
     s.wait_for(r"\n 404 +3 ")
     s.press(b"q")

@@ -30,6 +30,7 @@ and blank lines skipped; exemplars (after `` # `` on a sample line) ignored.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import re
@@ -273,7 +274,8 @@ def render(url: str, s: Summary, interval: float) -> RenderableType:
     new = "" if s.exceptions_new is None else f"   {_count(s.exceptions_new)} in the {window}"
     grid.add_row("Exceptions", f"{_count(s.exceptions)} total{new}")
     workers = "?" if s.workers is None else _count(s.workers)
-    grid.add_row("Workers", f"{workers} alive   restarts: {restarts}")
+    grid.add_row("Workers", f"{workers} alive")
+    grid.add_row("Restarts", restarts)
     tables = Table.grid(padding=(0, 4))
     tables.add_row(_top_table("Status", s.statuses), _top_table("Method", s.methods))
     return Group(_header(url, interval), Text(""), grid, Text(""), tables)
@@ -437,22 +439,29 @@ class _Keys:
 
 
 def watch(url: str, interval: float, console: Console) -> int:
-    """Scrape ``url`` every ``interval`` seconds and show it on ``console`` (the alternate
-    screen) until ``q``; returns 0. Ctrl-C raises KeyboardInterrupt, terminal restored."""
+    """Scrape ``url`` every ``interval`` seconds and show it on ``console`` until ``q``;
+    returns 0. Ctrl-C raises KeyboardInterrupt, with the terminal restored. On a terminal
+    the view redraws in the alternate screen; elsewhere (a pipe, a file) each view is
+    printed after the last."""
     before: tuple[Scrape, float] | None = None
     timeout = min(max(interval, 0.5), 5.0)
-    with _Keys() as keys, Live(console=console, screen=True, auto_refresh=False) as live:
+    live = Live(console=console, screen=True, auto_refresh=False)
+    with _Keys() as keys, live if console.is_terminal else contextlib.nullcontext():
         while True:
             started = time.monotonic()
             try:
                 now = fetch(url, timeout)
             except ScrapeError as e:
-                live.update(render_error(url, e.message, e.hint, interval), refresh=True)
+                view = render_error(url, e.message, e.hint, interval)
                 before = None
             else:
                 old, seconds = (before[0], started - before[1]) if before else (None, None)
-                live.update(render(url, summarize(old, now, seconds), interval), refresh=True)
+                view = render(url, summarize(old, now, seconds), interval)
                 before = (now, started)
+            if console.is_terminal:
+                live.update(view, refresh=True)
+            else:
+                console.print(view, "")
             if keys.quit_within(started + interval - time.monotonic()):
                 return 0
 
