@@ -275,7 +275,7 @@ def render(url: str, s: Summary, interval: float) -> RenderableType:
     grid.add_row("Exceptions", f"{_count(s.exceptions)} total{new}")
     workers = "?" if s.workers is None else _count(s.workers)
     grid.add_row("Workers", f"{workers} alive")
-    grid.add_row("Restarts", restarts)
+    grid.add_row("Restarts", Text(restarts))  # Text: labels from the endpoint, no markup
     tables = Table.grid(padding=(0, 4))
     tables.add_row(_top_table("Status", s.statuses), _top_table("Method", s.methods))
     return Group(_header(url, interval), Text(""), grid, Text(""), tables)
@@ -301,7 +301,7 @@ def _top_table(title: str, rows: list[tuple[str, float, float | None]]) -> Table
     table.add_column("total", justify="right")
     table.add_column("per s", justify="right")
     for key, total, rate in rows:
-        table.add_row(key, _count(total), "…" if rate is None else f"{rate:,.1f}")
+        table.add_row(Text(key), _count(total), "…" if rate is None else f"{rate:,.1f}")
     return table
 
 
