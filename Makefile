@@ -17,7 +17,7 @@ install:                 ## build the Rust extension (release) and install the p
 
 deps:                    ## everything the tests need (Python packages, Rust components)
 	$(PIP) install --quiet "maturin>=1.9.4,<2" pytest pytest-timeout httpx flask django ruff \
-		auditwheel h2 brotli zstandard
+		auditwheel h2 brotli zstandard "rich>=13"
 	rustup component add rustfmt clippy >/dev/null 2>&1 || true
 	@missing=""; \
 	for tool in ss:iproute2 nginx:nginx apache2:apache2 curl:curl h2load:nghttp2-client openssl:openssl; do \

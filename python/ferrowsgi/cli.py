@@ -13,6 +13,9 @@ Rules this module keeps:
   a master process and N worker processes. ``--workers 0`` serves from this
   process (:mod:`ferrowsgi.server`); a second Ctrl-C there exits at once, even
   while an application call is still running.
+* ``ferrowsgi top [METRICS_URL]`` (the bare word ``top`` first) is the live view of
+  :mod:`ferrowsgi.top`, imported only then; an application module named ``top`` is
+  given as ``top:app`` (or after an option).
 """
 
 from __future__ import annotations
@@ -33,6 +36,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     Returns the exit status (see the module docstring); blocks while serving.
     """
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["top"]:  # the subcommand; `top:app` is an application
+        from . import top
+
+        return top.main(args[1:])
     start_dir = os.getcwd()  # the config file's path is relative to it, also on reload
     try:
         cfg = options.load(argv, version=_ferrowsgi.__version__)

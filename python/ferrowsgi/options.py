@@ -661,7 +661,8 @@ def build_parser(version: str = "") -> argparse.ArgumentParser:
         epilog="APP is module:callable, module:factory(), path/to/file.py[:callable] or a "
         "module (callable 'application', then 'app'); without APP a demo app answers. "
         "Precedence: command line > FERROWSGI_<NAME> environment variables > config file "
-        "> defaults.",
+        "> defaults. `ferrowsgi top [METRICS_URL]` is a live view of a running server "
+        "(ferrowsgi top --help).",
     )
     parser.add_argument("app", nargs="?", metavar="APP", help="the WSGI application")
     for s in SETTINGS:
