@@ -135,3 +135,35 @@ def test_admin_stylesheet_served_by_static(start_server, project):
             assert "etag" in css.headers
         base = client.get("/static/admin/css/base.css", headers={"Accept-Encoding": "identity"})
         assert base.content == (static_root / "admin" / "css" / "base.css").read_bytes()
+
+
+def test_admin_under_a_prefix_with_its_static_files(start_server, project):
+    """Django mounted at /site (--mount): its links, redirects and stylesheets are under
+    the prefix, the stylesheets served by --static without calling Django."""
+    settings = project / "mysite" / "settings.py"
+    settings.write_text(settings.read_text() + '\nSTATIC_ROOT = BASE_DIR / "staticfiles"\n')
+    manage(project, "collectstatic", "--noinput")
+    static_root = project / "staticfiles"
+    server = start_server("--mount", "/site=mysite.wsgi:application", "--chdir", str(project),
+                          "--static", f"/site/static={static_root}", "--threads", "4")  # fmt: skip
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        assert client.get("/admin/login/").status_code == 404  # nothing at the root
+        form = client.get("/site/admin/", follow_redirects=True)
+        assert form.status_code == 200
+        assert form.url.path == "/site/admin/login/"  # Django's redirect kept the prefix
+        sheets = re.findall(r'href="(/site/static/[^"]+\.css)"', form.text)
+        assert "/site/static/admin/css/base.css" in sheets
+        for sheet in sheets:
+            css = client.get(sheet)
+            assert css.status_code == 200, sheet
+            assert css.headers["content-type"] == "text/css"
+        home = client.post(
+            "/site/admin/login/?next=/site/admin/",
+            data={"csrfmiddlewaretoken": csrf_token(form), "username": "admin",
+                  "password": "s3cret-Passw0rd", "next": "/site/admin/"},
+            follow_redirects=True,
+        )  # fmt: skip
+        assert home.status_code == 200
+        assert home.url.path == "/site/admin/"
+        assert "Site administration" in home.text
+        assert 'href="/site/admin/auth/group/"' in home.text
