@@ -7,13 +7,16 @@ MATURIN ?= $(PYTHON) -m maturin
 WHEEL_ARGS ?=
 export WHEEL_ARGS
 
-.PHONY: demo install deps lint rust-test wheel sdist matrix test
+.PHONY: demo install install-wheel deps lint rust-test wheel sdist matrix test
 
 demo: install            ## build, install and run the demo app on http://127.0.0.1:8000
 	ferrowsgi
 
 install:                 ## build the Rust extension (release) and install the package
 	$(PIP) install --quiet .
+
+install-wheel: wheel     ## install the release wheel `make wheel` built (one LTO build for both)
+	$(PIP) install --quiet --force-reinstall --no-deps dist/ferrowsgi-*.whl
 
 deps:                    ## everything the tests need (Python packages, Rust components)
 	$(PIP) install --quiet "maturin>=1.9.4,<2" pytest pytest-timeout httpx flask django ruff \
@@ -67,6 +70,6 @@ sdist:                   ## source distribution in dist/ (older ferrowsgi sdists
 matrix:                  ## the interpreter matrix (tools/matrix.py)
 	$(PYTHON) tools/matrix.py
 
-test: deps lint rust-test install wheel sdist   ## the whole suite: lints, cargo test, wheel and sdist, pytest against the real server, the matrix
+test: deps lint rust-test install-wheel sdist   ## the whole suite: lints, cargo test, wheel and sdist, pytest against the real server, the matrix
 	$(PYTHON) -m pytest tests -q
 	$(MAKE) matrix
