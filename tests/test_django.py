@@ -113,13 +113,18 @@ def test_post_without_csrf_token_is_forbidden(admin):
     assert "CSRF" in resp.text
 
 
-def test_admin_stylesheet_served_by_static(start_server, project):
-    """The README's recipe: collectstatic, then --static /static=STATIC_ROOT; the admin's
-    pages link their stylesheets under /static/ and each of them loads."""
+def collect_static(project) -> object:
+    """Set STATIC_ROOT and run collectstatic; returns STATIC_ROOT."""
     settings = project / "mysite" / "settings.py"
     settings.write_text(settings.read_text() + '\nSTATIC_ROOT = BASE_DIR / "staticfiles"\n')
     manage(project, "collectstatic", "--noinput")
-    static_root = project / "staticfiles"
+    return project / "staticfiles"
+
+
+def test_admin_stylesheet_served_by_static(start_server, project):
+    """The README's recipe: collectstatic, then --static /static=STATIC_ROOT; the admin's
+    pages link their stylesheets under /static/ and each of them loads."""
+    static_root = collect_static(project)
     server = start_server(
         "mysite.wsgi:application", "--chdir", str(project), "--static", f"/static={static_root}"
     )
@@ -140,10 +145,7 @@ def test_admin_stylesheet_served_by_static(start_server, project):
 def test_admin_under_a_prefix_with_its_static_files(start_server, project):
     """Django mounted at /site (--mount): its links, redirects and stylesheets are under
     the prefix, the stylesheets served by --static without calling Django."""
-    settings = project / "mysite" / "settings.py"
-    settings.write_text(settings.read_text() + '\nSTATIC_ROOT = BASE_DIR / "staticfiles"\n')
-    manage(project, "collectstatic", "--noinput")
-    static_root = project / "staticfiles"
+    static_root = collect_static(project)
     server = start_server("--mount", "/site=mysite.wsgi:application", "--chdir", str(project),
                           "--static", f"/site/static={static_root}", "--threads", "4")  # fmt: skip
     with httpx.Client(base_url=server.url, timeout=30) as client:
