@@ -8,7 +8,8 @@
 //! - [`runner`]: one run of a server: the I/O thread, the Python threads,
 //!   signals and the drain.
 //! - [`config`]: `ServerConfig` and its keys; `Bind`/`BindAddr`, the one
-//!   address parser (with the `uwsgi://` and `fcgi://` schemes).
+//!   address parser (with the `uwsgi://` and `fcgi://` schemes); the TLS
+//!   options in `config::tls`, `ConfigError` in `config::error`.
 //! - [`server`]: listeners and the accept loop; one task per connection;
 //!   the PROXY protocol header (`server::proxy`) and TLS (`server::tls`,
 //!   rustls) before the engine.

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use http::Uri;
 
-use crate::config::ConfigError;
+use crate::config::error::ConfigError;
 
 /// What the built-in middleware is asked to do; the default does nothing.
 #[derive(Debug, Clone, Default)]

@@ -32,7 +32,8 @@ use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::io::poll_read_buf;
 
-use crate::config::{CertReqs, ConfigError, TlsOptions, TlsVersion};
+use crate::config::error::ConfigError;
+use crate::config::tls::{CertReqs, TlsOptions, TlsVersion};
 use crate::exchange::Vars;
 use crate::protocols::http1::conn::Transport;
 use crate::protocols::HttpVersions;
@@ -452,7 +453,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for TlsTransport<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::TlsOptions;
+    use crate::config::tls::TlsOptions;
     use crate::exchange::{
         BodySource, Connection, Dispatch, Job, LocalAddr, ResponseHeaders, ResponseStart, Stopped,
     };
