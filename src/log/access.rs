@@ -174,24 +174,22 @@ impl AccessRecord {
         self.status = status.as_u16();
     }
 
-    /// Writes the line, with `bytes` of body sent and the time taken until now.
-    /// The metrics count the request as answered then too.
-    pub fn write(mut self, bytes: u64) {
+    /// Closes the record: `bytes` of body sent and the time taken until now;
+    /// the metrics count the request as answered. Whether a line is wanted
+    /// ([`AccessRecord::write`], in `line.rs`, writes it).
+    pub(super) fn finish(&mut self, bytes: u64) -> bool {
         self.bytes = bytes;
         self.duration = self.began.elapsed();
         if let Some(in_flight) = self.in_flight.take() {
             let method = self.line.as_ref().map(|l| &l.method);
             in_flight.finish(method, self.status, bytes, self.duration);
         }
-        if !self.logged {
-            return;
-        }
-        let mut line = Vec::with_capacity(192);
-        self.format.render(&self, &mut line);
-        let mut guard = SINK.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(sink) = guard.as_mut() {
-            let _ = sink.out.write_all(&line);
-        }
+        self.logged
+    }
+
+    /// The compiled format this record is written in.
+    pub(super) fn format(&self) -> &AccessFormat {
+        &self.format
     }
 
     /// `GET /path?q HTTP/1.1`, when the request line was understood.
@@ -271,6 +269,14 @@ pub(super) fn basic_user(value: &HeaderValue) -> Option<String> {
         .ok()?;
     let user = decoded.split(|&b| b == b':').next()?;
     String::from_utf8(user.to_vec()).ok()
+}
+
+/// Appends a finished `line` to the access log, under the lock.
+pub(super) fn append(line: &[u8]) {
+    let mut guard = SINK.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(sink) = guard.as_mut() {
+        let _ = sink.out.write_all(line);
+    }
 }
 
 /// Opens the access-log destination: `"-"` is stdout, else a file path,

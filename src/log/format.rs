@@ -1,6 +1,6 @@
 //! The access-log format: gunicorn's `access_log_format` atoms, or `json`,
 //! compiled once at start-up into a list of pieces; a request's line is then
-//! written from its [`AccessRecord`] without parsing anything.
+//! written from its record (`line.rs`) without parsing anything.
 //!
 //! Rules this module keeps (gunicorn's, `gunicorn/glogging.py`, unless said):
 //! - `%(NAME)s` is an atom (`d` and `i` are accepted for `s`), `%%` is a `%`;
@@ -19,15 +19,10 @@
 //!   headers, user) is escaped: `"` and `\` get a backslash, control bytes
 //!   become `\xHH`, so one request is always one line.
 
-use std::borrow::Cow;
 use std::fmt;
 use std::io::Write;
 
 use http::HeaderName;
-use percent_encoding::percent_decode;
-
-use super::access::AccessRecord;
-use super::clock;
 
 /// The default access-log format: gunicorn's default followed by the
 /// request time in microseconds (ferrowsgi's line since its first release).
@@ -40,7 +35,7 @@ pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 #[derive(Debug)]
 pub struct AccessFormat {
     /// The pieces of a text line; empty for JSON.
-    pieces: Vec<Piece>,
+    pub(super) pieces: Vec<Piece>,
     json: bool,
     /// Request fields a line needs (`{name}i`, `HTTP_NAME` `e`), captured per
     /// request in this order.
@@ -61,14 +56,16 @@ impl fmt::Display for FormatError {
     }
 }
 
+/// A piece of a text line: literal text or an atom.
 #[derive(Debug)]
-enum Piece {
+pub(super) enum Piece {
     Text(String),
     Atom(Atom),
 }
 
+/// What an atom writes (its value, from the record).
 #[derive(Debug, Clone, Copy)]
-enum Atom {
+pub(super) enum Atom {
     Remote,
     Dash,
     User,
@@ -227,21 +224,6 @@ impl AccessFormat {
         };
         Piece::Atom(atom)
     }
-
-    /// Appends the line of `record` (with its newline) to `out`.
-    pub fn render(&self, record: &AccessRecord, out: &mut Vec<u8>) {
-        if self.json {
-            super::json::access_line(record, out);
-            return;
-        }
-        for piece in &self.pieces {
-            match piece {
-                Piece::Text(text) => out.extend_from_slice(text.as_bytes()),
-                Piece::Atom(atom) => write_atom(*atom, record, out),
-            }
-        }
-        out.push(b'\n');
-    }
 }
 
 /// The atom name after a `%` and the text after its conversion letter:
@@ -268,66 +250,10 @@ fn index_of(fields: &mut Vec<HeaderName>, field: HeaderName) -> usize {
     }
 }
 
-fn write_atom(atom: Atom, r: &AccessRecord, out: &mut Vec<u8>) {
-    let micros = r.duration.as_micros();
-    // Writes to a Vec cannot fail.
-    let _ = match atom {
-        Atom::Remote => match r.remote {
-            Some(ip) => write!(out, "{ip}"),
-            None => write!(out, "-"),
-        },
-        Atom::Dash => write!(out, "-"),
-        Atom::Time => {
-            clock::write_clf(r.started, out);
-            Ok(())
-        }
-        Atom::Status => write!(out, "{}", r.status),
-        Atom::Bytes => write!(out, "{}", r.bytes),
-        Atom::Seconds => write!(out, "{}", micros / 1_000_000),
-        Atom::Millis => write!(out, "{}", micros / 1_000),
-        Atom::Micros => write!(out, "{micros}"),
-        Atom::DecimalSeconds => write!(out, "{}.{:06}", micros / 1_000_000, micros % 1_000_000),
-        Atom::Pid => write!(out, "<{}>", std::process::id()),
-        _ => {
-            match client_text(atom, r) {
-                Some(text) => escape_into(&text, out),
-                None => out.push(b'-'),
-            }
-            Ok(())
-        }
-    };
-}
-
-/// The value of an atom whose text comes from the client or the application
-/// (escaped when written); `None` when unknown.
-fn client_text(atom: Atom, r: &AccessRecord) -> Option<Cow<'_, [u8]>> {
-    fn borrowed(s: &str) -> Cow<'_, [u8]> {
-        Cow::Borrowed(s.as_bytes())
-    }
-    match atom {
-        Atom::User => r.user.as_deref().map(borrowed),
-        Atom::RequestLine => r.request_line().map(|l| Cow::Owned(l.into_bytes())),
-        Atom::Method => r.method().map(borrowed),
-        Atom::Path => r.path().map(|p| Cow::Owned(decoded(p).into_bytes())),
-        Atom::Query => r.query().map(borrowed),
-        Atom::Target => r.target().map(borrowed),
-        Atom::Protocol => r.protocol().map(borrowed),
-        Atom::Referer => r.referer.as_ref().map(|v| Cow::Borrowed(v.as_bytes())),
-        Atom::UserAgent => r.user_agent.as_ref().map(|v| Cow::Borrowed(v.as_bytes())),
-        Atom::RequestField(i) => r.request_field(i).map(Cow::Borrowed),
-        Atom::ResponseField(i) => r.response_field(i).map(Cow::Borrowed),
-        _ => None,
-    }
-}
-
-/// The path as PATH_INFO has it: percent-decoded (as UTF-8, lossily).
-pub(super) fn decoded(path: &str) -> String {
-    String::from_utf8_lossy(&percent_decode(path.as_bytes()).collect::<Vec<u8>>()).into_owned()
-}
-
 /// `value` with `"` and `\` backslashed and control bytes as `\xHH`, so
-/// that it stays inside its quotes and on its line.
-fn escape_into(value: &[u8], out: &mut Vec<u8>) {
+/// that it stays inside its quotes and on its line: an environment value
+/// here, once; a client's text in every line ([`super::line`]).
+pub(super) fn escape_into(value: &[u8], out: &mut Vec<u8>) {
     for &b in value {
         match b {
             b'"' | b'\\' => out.extend_from_slice(&[b'\\', b]),
@@ -371,6 +297,5 @@ mod tests {
     #[test]
     fn escaping_keeps_one_line() {
         assert_eq!(escaped(b"a\"b\\c\nd\x7f"), "a\\\"b\\\\c\\x0ad\\x7f");
-        assert_eq!(decoded("/caf%C3%A9%20x"), "/café x");
     }
 }

@@ -11,11 +11,17 @@
 //! `--access-log-format` (see [`format`]); the default is the combined log
 //! format followed by the request time in microseconds:
 //! `127.0.0.1 - - [22/Nov/2026:10:00:00 +0000] "GET / HTTP/1.1" 200 13 "-" "curl/8.0" 412`.
+//!
+//! Files, each importing only those after it: `line.rs` (a record written
+//! as its line), `access.rs` (the record and the sink), `format.rs` (the
+//! compiled `--access-log-format`), `json.rs` (JSON fields, the error-log
+//! line), `clock.rs` (timestamps). This file holds the error log and [`init`].
 
 mod access;
 mod clock;
 pub mod format;
 mod json;
+mod line;
 
 use std::io::{self, Write};
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
