@@ -80,8 +80,11 @@ where
 }
 
 /// A response body from the seam as an `http_body::Body`: whole, short
-/// (its bytes, then an error) or streamed (each chunk a frame; an abort an
-/// error, so that whoever wraps it never ends the body normally).
+/// (its bytes, then an error), streamed (each chunk a frame; an abort an
+/// error, so that whoever wraps it never ends the body normally), or a
+/// file region (read in chunks: [`FileRegion::into_chunks`]).
+///
+/// [`FileRegion::into_chunks`]: crate::exchange::FileRegion::into_chunks
 #[derive(Debug)]
 pub struct SourceBody {
     source: Option<BodySource>,
@@ -126,6 +129,10 @@ impl Body for SourceBody {
                 this.source = Some(BodySource::Short(Bytes::new()));
                 Poll::Ready(Some(Ok(Frame::data(data))))
             }
+            Some(BodySource::File(region)) => {
+                this.source = Some(BodySource::Stream(region.into_chunks()));
+                Pin::new(this).poll_frame(cx)
+            }
             Some(BodySource::Stream(mut rx)) => {
                 let polled = rx.poll_recv(cx);
                 let out = match polled {
@@ -146,6 +153,7 @@ impl Body for SourceBody {
         match &self.source {
             None => true,
             Some(BodySource::Full(data)) => data.is_empty(),
+            Some(BodySource::File(region)) => region.len == 0,
             _ => false,
         }
     }
@@ -154,6 +162,7 @@ impl Body for SourceBody {
         match &self.source {
             None => SizeHint::with_exact(0),
             Some(BodySource::Full(data)) => SizeHint::with_exact(data.len() as u64),
+            Some(BodySource::File(region)) => SizeHint::with_exact(region.len),
             _ => SizeHint::default(),
         }
     }

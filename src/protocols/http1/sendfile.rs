@@ -1,0 +1,81 @@
+//! A file region straight from the page cache to a plain socket:
+//! `sendfile(2)`, no copy through our memory.
+//!
+//! Rules:
+//! - Only on a transport whose bytes reach the client as written
+//!   ([`Transport::SENDFILE`]: a plain TCP or unix socket; not TLS, which
+//!   must encrypt them: that one reads the region in chunks).
+//! - The socket is nonblocking: each call sends what the socket buffer
+//!   takes; `EAGAIN` waits for the socket to be writable again (tokio's
+//!   readiness, `try_io`), like any other write of the engine.
+//! - A file that ends before the region does (truncated meanwhile) stops
+//!   the sending: the caller closes the connection rather than leave the
+//!   response short of its Content-Length.
+
+use std::fs::File;
+use std::future::poll_fn;
+use std::io;
+use std::os::fd::BorrowedFd;
+
+use super::conn::Transport;
+
+/// Sends `len` bytes of `file` from `offset` (bytes) on `io`, waiting for
+/// the socket as needed. Returns the bytes sent: fewer than `len` only when
+/// the file ended first.
+///
+/// # Errors
+/// The socket's (`EPIPE`, `ECONNRESET`: the client left) or the file's.
+pub async fn send_region<S: Transport>(
+    io: &S,
+    file: &File,
+    offset: u64,
+    len: u64,
+) -> io::Result<u64> {
+    let mut sent = 0;
+    while sent < len {
+        let left = usize::try_from(len - sent).unwrap_or(usize::MAX);
+        let n = poll_fn(|cx| io.poll_sendfile(cx, file, offset + sent, left)).await?;
+        if n == 0 {
+            break;
+        }
+        sent += n as u64;
+    }
+    Ok(sent)
+}
+
+/// Most bytes Linux sends per `sendfile` call.
+const MAX_PER_CALL: usize = 0x7fff_f000;
+
+/// One `sendfile(2)` of up to `len` bytes of `file` from `offset` into
+/// `socket`, without waiting: `WouldBlock` when the socket buffer is full;
+/// `Ok(0)` at the file's end.
+#[cfg(target_os = "linux")]
+pub fn sendfile(socket: BorrowedFd<'_>, file: &File, offset: u64, len: usize) -> io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    let mut off = libc::off_t::try_from(offset).map_err(|_| io::ErrorKind::InvalidInput)?;
+    loop {
+        // SAFETY: both descriptors are open for the call; `off` is ours.
+        let n = unsafe {
+            libc::sendfile(
+                socket.as_raw_fd(),
+                file.as_raw_fd(),
+                &mut off,
+                len.min(MAX_PER_CALL),
+            )
+        };
+        if n >= 0 {
+            return Ok(n as usize); // not negative: checked
+        }
+        let e = io::Error::last_os_error();
+        // Interrupted is retried here: reported, it would end the response.
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+/// Elsewhere there is no `sendfile` (`Transport::SENDFILE` is false).
+#[cfg(not(target_os = "linux"))]
+pub fn sendfile(_: BorrowedFd<'_>, _: &File, _: u64, _: usize) -> io::Result<usize> {
+    Err(io::ErrorKind::Unsupported.into())
+}
