@@ -208,4 +208,19 @@ mod tests {
         let short = SourceBody::new(BodySource::Short(Bytes::from_static(b"x")));
         assert!(short.collect().await.is_err());
     }
+
+    #[tokio::test]
+    async fn a_file_body_is_read_in_chunks() {
+        let mut file = tempfile::tempfile().unwrap();
+        std::io::Write::write_all(&mut file, b"0123456789").unwrap();
+        let region = crate::exchange::FileRegion {
+            file,
+            offset: 2,
+            len: 5,
+        };
+        let body = SourceBody::new(BodySource::File(region));
+        assert_eq!(body.size_hint().exact(), Some(5));
+        assert!(!body.is_end_stream());
+        assert_eq!(body.collect().await.unwrap().to_bytes(), &b"23456"[..]);
+    }
 }

@@ -255,3 +255,17 @@ fn is_not_found(e: &io::Error) -> bool {
         io::ErrorKind::NotFound | io::ErrorKind::PermissionDenied | io::ErrorKind::NotADirectory
     ) || e.raw_os_error() == Some(libc::ENOTDIR)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_byte_of_a_content_range() {
+        assert_eq!(range_start(b"bytes 0-9/10"), Some(0));
+        assert_eq!(range_start(b"bytes 70000-2000000/3145735"), Some(70000));
+        for bad in [&b"bytes */10"[..], b"items 1-2/3", b"bytes 1", b""] {
+            assert_eq!(range_start(bad), None);
+        }
+    }
+}

@@ -79,3 +79,47 @@ pub fn sendfile(socket: BorrowedFd<'_>, file: &File, offset: u64, len: usize) ->
 pub fn sendfile(_: BorrowedFd<'_>, _: &File, _: u64, _: usize) -> io::Result<usize> {
     Err(io::ErrorKind::Unsupported.into())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+    use tokio::net::UnixStream;
+
+    fn file_with(data: &[u8]) -> File {
+        let mut file = tempfile::tempfile().unwrap();
+        io::Write::write_all(&mut file, data).unwrap();
+        file
+    }
+
+    #[tokio::test]
+    async fn a_region_goes_out_exactly() {
+        let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 253) as u8).collect();
+        let file = file_with(&data);
+        let (ours, mut theirs) = UnixStream::pair().unwrap();
+        let reader = tokio::spawn(async move {
+            let mut got = Vec::new();
+            theirs.read_to_end(&mut got).await.map(|_| got)
+        });
+        // More than a socket buffer: the sender waits for the reader.
+        let sent = send_region(&ours, &file, 7, 2_500_000).await.unwrap();
+        assert_eq!(sent, 2_500_000);
+        // Asked past the end of the file: what is there, then 0.
+        let sent = send_region(&ours, &file, 2_999_990, 100).await.unwrap();
+        assert_eq!(sent, 10);
+        drop(ours);
+        let got = reader.await.unwrap().unwrap();
+        assert_eq!(got.len(), 2_500_010);
+        assert!(got[..2_500_000] == data[7..2_500_007]);
+        assert!(got[2_500_000..] == data[2_999_990..]);
+    }
+
+    #[tokio::test]
+    async fn a_peer_that_left_is_an_error() {
+        let file = file_with(&[5; 1 << 20]);
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        drop(theirs);
+        let err = send_region(&ours, &file, 0, 1 << 20).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::BrokenPipe);
+    }
+}
