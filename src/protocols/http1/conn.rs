@@ -16,11 +16,10 @@
 //!   close`; an idle connection stays open for the drain period, and a
 //!   request that comes meanwhile is answered with `Connection: close`.
 
-use std::fs::File;
 use std::future::Future;
 use std::io::{self, IoSlice};
 use std::net::SocketAddr;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -52,9 +51,9 @@ use crate::shutdown::ShutdownSignal;
 /// A stream socket the engine can wait on without holding a buffer (and
 /// without a future of its own: an idle connection's state stays small).
 pub trait Transport: AsyncWrite + Unpin + Send + Sync + 'static {
-    /// Whether [`Transport::poll_sendfile`] works: the bytes written to the
+    /// Whether [`Transport::poll_write_fd`] works: the bytes written to the
     /// socket reach the client as they are (a plain TCP or unix socket on
-    /// Linux; not TLS).
+    /// Linux; not TLS, which must encrypt them).
     const SENDFILE: bool = false;
 
     /// Ready when bytes (or end of stream) can be read.
@@ -63,17 +62,16 @@ pub trait Transport: AsyncWrite + Unpin + Send + Sync + 'static {
     /// nothing is); `Ok(0)` at end of stream.
     fn try_read_buf(&self, buf: &mut BytesMut) -> io::Result<usize>;
 
-    /// Sends up to `len` bytes of `file` from `offset` (bytes) with
-    /// `sendfile(2)` once the socket is writable; `Ok(0)` at the file's
-    /// end. `Unsupported` unless [`Transport::SENDFILE`].
-    fn poll_sendfile(
+    /// Runs `write` (a raw write on the socket's descriptor: `send`,
+    /// `sendfile`) once the socket is writable, and again each time it
+    /// would block; returns its result. `Unsupported` unless
+    /// [`Transport::SENDFILE`].
+    fn poll_write_fd(
         &self,
         cx: &mut Context<'_>,
-        file: &File,
-        offset: u64,
-        len: usize,
+        write: &mut dyn FnMut(BorrowedFd<'_>) -> io::Result<usize>,
     ) -> Poll<io::Result<usize>> {
-        let _ = (cx, file, offset, len);
+        let _ = (cx, write);
         Poll::Ready(Err(io::ErrorKind::Unsupported.into()))
     }
 }
@@ -92,17 +90,14 @@ macro_rules! plain_socket {
                 <$stream>::try_read_buf(self, buf)
             }
 
-            fn poll_sendfile(
+            fn poll_write_fd(
                 &self,
                 cx: &mut Context<'_>,
-                file: &File,
-                offset: u64,
-                len: usize,
+                write: &mut dyn FnMut(BorrowedFd<'_>) -> io::Result<usize>,
             ) -> Poll<io::Result<usize>> {
                 loop {
                     std::task::ready!(self.poll_write_ready(cx))?;
-                    let send = || sendfile::sendfile(self.as_fd(), file, offset, len);
-                    match self.try_io(Interest::WRITABLE, send) {
+                    match self.try_io(Interest::WRITABLE, || write(self.as_fd())) {
                         // Readiness cleared: the next poll waits for it.
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                         done => return Poll::Ready(done),
@@ -513,8 +508,9 @@ impl<S: Transport> Conn<S> {
         }
     }
 
-    /// Sends a file region: with `sendfile(2)` after the head (flushed)
-    /// where the transport can, else read in chunks. Returns the body bytes
+    /// Sends a file region: the pending output (the head) with
+    /// `MSG_MORE`, then the file with `sendfile(2)`, where the transport
+    /// can (head and first bytes share a packet); else read in chunks. Returns the body bytes
     /// sent and whether the body fell short of its Content-Length (the
     /// region was shorter, or the file ended early): then the connection
     /// must close.
@@ -528,9 +524,8 @@ impl<S: Transport> Conn<S> {
         };
         region.len = region.len.min(declared);
         let (sent, aborted) = if S::SENDFILE {
-            self.flush().await?;
-            let io = &self.io;
-            let sent = sendfile::send_region(io, &region.file, region.offset, region.len).await?;
+            let sent = sendfile::send_region(&self.io, &self.out, &region).await?;
+            self.out.clear();
             (sent, false)
         } else {
             self.stream(region.into_chunks(), framing).await?
