@@ -17,6 +17,8 @@ use tokio::sync::{mpsc, oneshot};
 
 mod file;
 
+#[cfg(test)]
+pub use file::temp_file;
 pub use file::{read_cached, FileRegion, FILE_CHUNK};
 
 /// What a listener is bound to, as shown to users and to the environ

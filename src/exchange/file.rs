@@ -154,15 +154,17 @@ pub fn read_cached(_: &File, _: &mut ReadBuf<'_>, _: u64) -> io::Result<usize> {
     Err(io::ErrorKind::WouldBlock.into())
 }
 
+/// An anonymous temporary file holding `data`, for tests.
+#[cfg(test)]
+pub fn temp_file(data: &[u8]) -> File {
+    let mut file = tempfile::tempfile().unwrap();
+    io::Write::write_all(&mut file, data).unwrap();
+    file
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn file_with(data: &[u8]) -> File {
-        let mut file = tempfile::tempfile().unwrap();
-        io::Write::write_all(&mut file, data).unwrap();
-        file
-    }
 
     /// Every chunk of `rx`, and whether it ended with an abort.
     async fn drain(mut rx: mpsc::Receiver<Chunk>) -> (Vec<u8>, bool) {
@@ -183,7 +185,7 @@ mod tests {
     async fn a_region_comes_whole_in_chunks() {
         let data: Vec<u8> = (0..700_000u32).map(|i| (i % 251) as u8).collect();
         for (offset, len) in [(0, 700_000), (5, 600_001), (699_999, 1), (10, 0)] {
-            let file = file_with(&data);
+            let file = temp_file(&data);
             let region = FileRegion { file, offset, len };
             let (got, aborted) = drain(region.into_chunks()).await;
             let (from, to) = (offset as usize, (offset + len) as usize);
@@ -194,7 +196,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_file_shorter_than_its_region_aborts() {
-        let file = file_with(&[7; 300_000]);
+        let file = temp_file(&[7; 300_000]);
         let region = FileRegion {
             file,
             offset: 0,
@@ -208,7 +210,7 @@ mod tests {
     #[tokio::test]
     async fn reads_stop_when_the_receiver_is_gone() {
         let region = FileRegion {
-            file: file_with(&[1; 8 * FILE_CHUNK]),
+            file: temp_file(&[1; 8 * FILE_CHUNK]),
             offset: 0,
             len: 8 * FILE_CHUNK as u64,
         };

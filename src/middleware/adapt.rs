@@ -211,10 +211,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_file_body_is_read_in_chunks() {
-        let mut file = tempfile::tempfile().unwrap();
-        std::io::Write::write_all(&mut file, b"0123456789").unwrap();
         let region = crate::exchange::FileRegion {
-            file,
+            file: crate::exchange::temp_file(b"0123456789"),
             offset: 2,
             len: 5,
         };

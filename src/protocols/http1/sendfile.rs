@@ -126,19 +126,14 @@ pub fn sendfile(_: BorrowedFd<'_>, _: &File, _: u64, _: usize) -> io::Result<usi
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::exchange::temp_file;
     use tokio::io::AsyncReadExt;
     use tokio::net::UnixStream;
-
-    fn file_with(data: &[u8]) -> File {
-        let mut file = tempfile::tempfile().unwrap();
-        io::Write::write_all(&mut file, data).unwrap();
-        file
-    }
 
     #[tokio::test]
     async fn a_region_goes_out_exactly() {
         let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 253) as u8).collect();
-        let file = file_with(&data);
+        let file = temp_file(&data);
         let (ours, mut theirs) = UnixStream::pair().unwrap();
         let reader = tokio::spawn(async move {
             let mut got = Vec::new();
@@ -169,7 +164,7 @@ mod tests {
     #[tokio::test]
     async fn a_peer_that_left_is_an_error() {
         let region = FileRegion {
-            file: file_with(&[5; 1 << 20]),
+            file: temp_file(&[5; 1 << 20]),
             offset: 0,
             len: 1 << 20,
         };
