@@ -15,6 +15,12 @@ use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
 use tokio::sync::{mpsc, oneshot};
 
+mod file;
+
+#[cfg(test)]
+pub use file::temp_file;
+pub use file::{read_cached, FileRegion, FILE_CHUNK};
+
 /// What a listener is bound to, as shown to users and to the environ
 /// (SERVER_PORT is the port a request was received on: RFC 3875 §4.1.15).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -386,6 +392,11 @@ pub enum BodySource {
     Short(Bytes),
     /// Chunks still being produced by the Python thread.
     Stream(mpsc::Receiver<Chunk>),
+    /// A region of an open regular file, sent as the engine likes: with
+    /// `sendfile(2)` by the HTTP/1.1 engine on a plain socket, else read in
+    /// chunks ([`FileRegion::into_chunks`]). The Content-Length is the
+    /// region's `len`.
+    File(FileRegion),
 }
 
 /// One message on a streamed body.

@@ -12,6 +12,8 @@ import gzip
 import hashlib
 import os
 import re
+import socket
+import struct
 import subprocess
 import threading
 import time
@@ -19,7 +21,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import read_response
+from conftest import read_response, recv_all
 
 CSS = b"body { color: #333; }\n" * 64  # 1.4 KiB
 SECRET = b"the secret outside the static directory\n"
@@ -351,3 +353,169 @@ def test_over_http2(server, site):
     assert curl("leak")[1] == b"2 404"
     assert curl("%2e%2e/secret.txt", "--path-as-is")[1] == b"2 404"
     assert app_calls(server) == []
+
+
+# --- files over the small-file threshold: a file body on the seam (sendfile on a plain
+# socket; read in chunks over TLS, HTTP/2, FastCGI and through --compress) -------------
+
+LARGE = 3 * 1024 * 1024 + 7  # past WHOLE (64 KiB), and not a multiple of a chunk
+
+
+@pytest.fixture
+def large_site(tmp_path: Path) -> Path:
+    """``big.bin`` (random bytes) and ``big.txt`` (compressible text), both LARGE bytes."""
+    root = tmp_path / "large"
+    root.mkdir()
+    (root / "big.bin").write_bytes(os.urandom(LARGE))
+    line = b"a line of text that compresses well, 0123456789\n"
+    (root / "big.txt").write_bytes((line * (LARGE // len(line) + 1))[:LARGE])
+    (root / "small.txt").write_bytes(b"small")
+    return root
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def test_a_large_file_goes_out_whole(start_server, large_site):
+    server = start_server("counting_app:app", "--static", f"/static={large_site}")
+    data = (large_site / "big.bin").read_bytes()
+    for _ in range(2):  # twice on one keep-alive connection
+        status, fields, body = raw(server, "/static/big.bin")
+        assert (status, fields["content-length"]) == (200, str(LARGE))
+        assert sha(body) == sha(data)
+    with httpx.Client(headers=PLAIN) as client:
+        for _ in range(3):
+            assert sha(client.get(server.url + "/static/big.bin").content) == sha(data)
+    assert app_calls(server) == []
+
+
+def test_a_range_of_a_large_file_is_its_exact_bytes(start_server, large_site):
+    server = start_server("counting_app:app", "--static", f"/static={large_site}")
+    data = (large_site / "big.bin").read_bytes()
+    cases = {
+        "bytes=100000-2500000": (100000, 2500001),
+        f"bytes={LARGE - 70000}-": (LARGE - 70000, LARGE),
+        "bytes=-1000000": (LARGE - 1000000, LARGE),
+        "bytes=1-": (1, LARGE),
+    }
+    for spec, (first, end) in cases.items():
+        status, fields, body = raw(server, "/static/big.bin", headers=f"Range: {spec}\r\n")
+        assert status == 206, spec
+        assert fields["content-range"] == f"bytes {first}-{end - 1}/{LARGE}", spec
+        assert fields["content-length"] == str(end - first), spec
+        assert body == data[first:end], spec
+
+
+def test_head_of_a_large_file_sends_no_body(start_server, large_site):
+    server = start_server("counting_app:app", "--static", f"/static={large_site}")
+    with server.connect() as sock:
+        # HEAD then GET on one connection: a body after HEAD would corrupt the GET's answer.
+        sock.sendall(
+            b"HEAD /static/big.bin HTTP/1.1\r\nHost: t\r\n\r\n"
+            b"GET /static/small.txt HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+        )
+        data = recv_all(sock)
+    head, rest = data.split(b"\r\n\r\n", 1)
+    assert head.startswith(b"HTTP/1.1 200 ")
+    assert f"content-length: {LARGE}".encode() in head.lower()
+    assert rest.startswith(b"HTTP/1.1 200 "), rest[:100]
+    assert rest.endswith(b"\r\n\r\nsmall")
+
+
+def test_a_client_that_leaves_mid_file_does_not_hurt_the_server(start_server, large_site):
+    server = start_server("counting_app:app", "--static", f"/static={large_site}")
+    for reset in (False, True, False, True):
+        with server.connect() as sock:
+            if reset:  # close with unread bytes and SO_LINGER 0: a reset
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.sendall(b"GET /static/big.bin HTTP/1.1\r\nHost: t\r\n\r\n")
+            assert sock.recv(4096).startswith(b"HTTP/1.1 200 ")
+    data = (large_site / "big.bin").read_bytes()
+    resp = httpx.get(server.url + "/static/big.bin", headers=PLAIN)
+    assert sha(resp.content) == sha(data)
+    assert server.proc.poll() is None
+    assert "panic" not in server.log.lower()
+
+
+def make_cert(d: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1, and its key."""
+    cert, key = d / "cert.pem", d / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
+         "-out", str(cert), "-days", "1", "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    return cert, key
+
+
+def curl_get(url: str, *args: str) -> tuple[bytes, str]:
+    """curl's body and ``HTTP_VERSION STATUS``."""
+    command = ["curl", "-s", "-o", "-", "-w", "|%{http_version} %{http_code}", *args, url]
+    done = subprocess.run(command, capture_output=True, timeout=60)
+    body, _, status = done.stdout.rpartition(b"|")
+    return body, status.decode()
+
+
+@pytest.mark.parametrize("version", ["--http1.1", "--http2"])
+def test_a_large_file_over_tls(start_server, large_site, tmp_path, version):
+    """TLS cannot sendfile: the file is read in chunks, whole and by range."""
+    cert, key = make_cert(tmp_path)
+    server = start_server(
+        "counting_app:app", "--static", f"/static={large_site}",
+        "--certfile", str(cert), "--keyfile", str(key),
+    )  # fmt: skip
+    url = f"https://127.0.0.1:{server.port}/static/big.bin"
+    data = (large_site / "big.bin").read_bytes()
+    want = "2" if version == "--http2" else "1.1"
+    body, status = curl_get(url, "--cacert", str(cert), version)
+    assert (status, sha(body)) == (f"{want} 200", sha(data))
+    body, status = curl_get(url, "--cacert", str(cert), version, "-r", "70000-2000000")
+    assert (status, body) == (f"{want} 206", data[70000:2000001])
+
+
+def test_a_large_file_over_http2(start_server, large_site):
+    server = start_server("counting_app:app", "--static", f"/static={large_site}")
+    url = server.url + "/static/big.bin"
+    data = (large_site / "big.bin").read_bytes()
+    body, status = curl_get(url, "--http2-prior-knowledge")
+    assert (status, sha(body)) == ("2 200", sha(data))
+    body, status = curl_get(url, "--http2-prior-knowledge", "-r", "-100000")
+    assert (status, body) == ("2 206", data[-100000:])
+    body, status = curl_get(url, "--http2-prior-knowledge", "-I")
+    assert status == "2 200" and f"content-length: {LARGE}".encode() in body.lower()
+
+
+def test_a_large_file_over_fastcgi(start_server, large_site):
+    from fcgi_client import Reader, base_params, request_bytes
+
+    server = start_server(
+        "counting_app:app", "--static", f"/static={large_site}",
+        "--bind", "fcgi://127.0.0.1:0", bind=False,
+    )  # fmt: skip
+    data = (large_site / "big.bin").read_bytes()
+    with server.connect() as sock:
+        sock.sendall(request_bytes(1, base_params("GET", "/static/big.bin")))
+        response = Reader(sock).response(1)
+    assert response.status == 200
+    assert response.header("Content-Length") == str(LARGE)
+    assert sha(response.body) == sha(data)
+
+
+def test_a_large_text_file_is_compressed_on_the_fly(start_server, large_site):
+    """With --compress a large text file goes through the encoder, read in chunks."""
+    server = start_server("counting_app:app", "--static", f"/static={large_site}", "--compress")
+    gz = {"Accept-Encoding": "gzip"}
+    with httpx.stream("GET", server.url + "/static/big.txt", headers=gz) as resp:
+        sent = b"".join(resp.iter_raw())
+    assert resp.status_code == 200
+    assert resp.headers["content-encoding"] == "gzip"
+    assert "content-length" not in resp.headers
+    assert len(sent) < LARGE // 20
+    assert gzip.decompress(sent) == (large_site / "big.txt").read_bytes()
+    # Not compressible: sent as it is, by sendfile.
+    resp = httpx.get(server.url + "/static/big.bin", headers=gz)
+    assert "content-encoding" not in resp.headers
+    assert resp.content == (large_site / "big.bin").read_bytes()

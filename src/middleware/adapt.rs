@@ -80,8 +80,11 @@ where
 }
 
 /// A response body from the seam as an `http_body::Body`: whole, short
-/// (its bytes, then an error) or streamed (each chunk a frame; an abort an
-/// error, so that whoever wraps it never ends the body normally).
+/// (its bytes, then an error), streamed (each chunk a frame; an abort an
+/// error, so that whoever wraps it never ends the body normally), or a
+/// file region (read in chunks: [`FileRegion::into_chunks`]).
+///
+/// [`FileRegion::into_chunks`]: crate::exchange::FileRegion::into_chunks
 #[derive(Debug)]
 pub struct SourceBody {
     source: Option<BodySource>,
@@ -126,6 +129,10 @@ impl Body for SourceBody {
                 this.source = Some(BodySource::Short(Bytes::new()));
                 Poll::Ready(Some(Ok(Frame::data(data))))
             }
+            Some(BodySource::File(region)) => {
+                this.source = Some(BodySource::Stream(region.into_chunks()));
+                Pin::new(this).poll_frame(cx)
+            }
             Some(BodySource::Stream(mut rx)) => {
                 let polled = rx.poll_recv(cx);
                 let out = match polled {
@@ -146,6 +153,7 @@ impl Body for SourceBody {
         match &self.source {
             None => true,
             Some(BodySource::Full(data)) => data.is_empty(),
+            Some(BodySource::File(region)) => region.len == 0,
             _ => false,
         }
     }
@@ -154,6 +162,7 @@ impl Body for SourceBody {
         match &self.source {
             None => SizeHint::with_exact(0),
             Some(BodySource::Full(data)) => SizeHint::with_exact(data.len() as u64),
+            Some(BodySource::File(region)) => SizeHint::with_exact(region.len),
             _ => SizeHint::default(),
         }
     }
@@ -198,5 +207,18 @@ mod tests {
         assert!(matches!(rx.recv().await, Some(Chunk::Abort)));
         let short = SourceBody::new(BodySource::Short(Bytes::from_static(b"x")));
         assert!(short.collect().await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_file_body_is_read_in_chunks() {
+        let region = crate::exchange::FileRegion {
+            file: crate::exchange::temp_file(b"0123456789"),
+            offset: 2,
+            len: 5,
+        };
+        let body = SourceBody::new(BodySource::File(region));
+        assert_eq!(body.size_hint().exact(), Some(5));
+        assert!(!body.is_end_stream());
+        assert_eq!(body.collect().await.unwrap().to_bytes(), &b"23456"[..]);
     }
 }

@@ -167,6 +167,7 @@ fn may_compress(start: &ResponseStart, head: &Head) -> bool {
     }
     let known = match &start.body {
         BodySource::Full(data) => Some(data.len() as u64),
+        BodySource::File(region) => Some(region.len),
         BodySource::Short(_) | BodySource::Stream(_) => start.headers.content_length(),
     };
     known.is_none_or(|n| n >= MIN_SIZE)

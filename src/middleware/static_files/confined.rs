@@ -24,7 +24,12 @@
 //! - Reads come from the page cache on the I/O thread when it can answer at
 //!   once ([`ConfinedFile`]), else from the blocking pool: file data, unlike
 //!   metadata, is often not cached.
+//! - Within [`capture`], the file opened for reading (`ServeDir` opens one
+//!   per GET: the file or the precompressed sibling it serves) is kept, so
+//!   the caller can send that very descriptor itself (`sendfile`) instead
+//!   of `ServeDir`'s body: nothing is reopened by path.
 
+use std::cell::RefCell;
 use std::future::{self, Future};
 use std::io;
 use std::path::{Path, PathBuf};
@@ -37,6 +42,24 @@ use std::os::unix::fs::FileExt;
 use tokio::io::{AsyncRead, AsyncSeek, ReadBuf};
 use tokio::task::JoinHandle;
 use tower_http::services::fs::{Backend, File};
+
+use crate::exchange::read_cached;
+
+tokio::task_local! {
+    /// The file the backend opened for reading last, within [`capture`].
+    static OPENED: RefCell<Option<Arc<std::fs::File>>>;
+}
+
+/// Runs `serve` (a `ServeDir` call over a [`Confined`] backend), and
+/// returns its output with the file it opened for reading, if it opened
+/// one: the file its response's body reads.
+pub async fn capture<F: Future>(serve: F) -> (F::Output, Option<Arc<std::fs::File>>) {
+    let run = async move {
+        let output = serve.await;
+        (output, OPENED.with(RefCell::take))
+    };
+    OPENED.scope(RefCell::new(None), run).await
+}
 
 /// Files under one canonical directory.
 #[derive(Debug, Clone)]
@@ -76,7 +99,10 @@ impl Confined {
         if !meta.is_file() {
             return Err(io::ErrorKind::NotFound.into());
         }
-        Ok(ConfinedFile::new(file, meta))
+        let file = ConfinedFile::new(file, meta);
+        // Outside `capture` there is nobody to tell.
+        let _ = OPENED.try_with(|opened| opened.replace(Some(file.file.clone())));
+        Ok(file)
     }
 
     /// The metadata of what is at `path` (a file or a directory).
@@ -213,44 +239,6 @@ impl AsyncRead for ConfinedFile {
         this.pos += n as u64;
         Poll::Ready(Ok(()))
     }
-}
-
-/// Reads into `buf` at `pos` what the page cache holds now; `WouldBlock`
-/// when the kernel would have to wait for the disk (or cannot tell).
-#[cfg(target_os = "linux")]
-fn read_cached(file: &std::fs::File, buf: &mut ReadBuf<'_>, pos: u64) -> io::Result<usize> {
-    use std::os::fd::AsRawFd;
-    let offset = libc::off_t::try_from(pos).map_err(|_| io::ErrorKind::InvalidInput)?;
-    // SAFETY: the kernel only writes to the unfilled part of `buf`, never
-    // reads it, and at most `iov_len` bytes of it.
-    let unfilled = unsafe { buf.unfilled_mut() };
-    let iov = libc::iovec {
-        iov_base: unfilled.as_mut_ptr().cast(),
-        iov_len: unfilled.len(),
-    };
-    // SAFETY: one valid iovec over memory we hold; the fd is open.
-    let n = unsafe { libc::preadv2(file.as_raw_fd(), &iov, 1, offset, libc::RWF_NOWAIT) };
-    if n < 0 {
-        let e = io::Error::last_os_error();
-        // No RWF_NOWAIT here (old kernel, some filesystems): the pool then.
-        return match e.raw_os_error() {
-            Some(libc::EAGAIN | libc::EOPNOTSUPP | libc::ENOSYS | libc::EINVAL) => {
-                Err(io::ErrorKind::WouldBlock.into())
-            }
-            _ => Err(e),
-        };
-    }
-    let n = n as usize; // not negative: checked above
-                        // SAFETY: the kernel wrote `n` bytes at the start of the unfilled part.
-    unsafe { buf.assume_init(n) };
-    buf.advance(n);
-    Ok(n)
-}
-
-/// Elsewhere every read goes to the blocking pool.
-#[cfg(not(target_os = "linux"))]
-fn read_cached(_: &std::fs::File, _: &mut ReadBuf<'_>, _: u64) -> io::Result<usize> {
-    Err(io::ErrorKind::WouldBlock.into())
 }
 
 impl AsyncSeek for ConfinedFile {

@@ -19,9 +19,11 @@
 //!   RFC 9111 §5.2.2.1) on 200, 206 and 304, and a short text body on the
 //!   errors `ServeDir` leaves empty.
 //! - A body of up to [`WHOLE`] bytes is read at once and leaves with the
-//!   head; a larger one is read in [`CHUNK`]-byte pieces as the client
-//!   takes them (bounded channel, [`adapt::response_start`]): memory stays
-//!   flat whatever the file's size.
+//!   head. A larger one (a 200 or a 206) leaves as [`BodySource::File`]:
+//!   the descriptor the confined backend opened (never reopened by path)
+//!   and the region `ServeDir` chose (the range of a 206), which the
+//!   HTTP/1.1 engine sends with `sendfile(2)` and the other engines read
+//!   in chunks; memory stays flat whatever the file's size.
 
 mod confined;
 mod path;
@@ -34,17 +36,10 @@ use http::{header, HeaderValue, Method, StatusCode};
 use http_body_util::BodyExt;
 use tower_http::services::fs::{ServeDir, ServeFileSystemResponseBody};
 
-use crate::exchange::{BodySource, Dispatch, Job, Request, ResponseStart, Stopped, SERVER_HEADER};
+use crate::exchange::{BodySource, Dispatch, FileRegion, Job, Request, ResponseStart, Stopped};
+use crate::exchange::{FILE_CHUNK, SERVER_HEADER};
 use crate::middleware::{adapt, under_prefix};
 use confined::Confined;
-
-/// Bytes read from a file at a time (and the most a piece of body holds).
-/// Larger than `ServeDir`'s 64 KiB: a quarter of the reads, channel sends
-/// and writes per file. With wrk on a 1 MiB file, 64 KiB, 124 KiB, 256 KiB
-/// and 1 MiB pieces cost the same server CPU per request within this shared
-/// machine's noise (560–750 µs); the copies into the socket dominate (nginx,
-/// with `sendfile`, spends 340–380 µs).
-pub const CHUNK: usize = 256 * 1024;
 
 /// Bodies up to this many bytes (stylesheets, scripts, icons: most of a
 /// site's static files) are read whole before the head goes out.
@@ -102,7 +97,7 @@ fn route(prefix: &str, dir: &Path) -> Route {
         .precompressed_br()
         .precompressed_zstd()
         .precompressed_gzip()
-        .with_buf_chunk_size(CHUNK);
+        .with_buf_chunk_size(FILE_CHUNK);
     Route {
         prefix: prefix.to_owned(),
         serve,
@@ -141,8 +136,10 @@ async fn answer(route: &Route, request: Request, cache_control: HeaderValue) -> 
     };
     parts.uri = uri;
     let request = http::Request::from_parts(parts, http_body_util::Empty::<bytes::Bytes>::new());
-    match route.serve.clone().try_call(request).await {
-        Ok(response) => finish(response, cache_control).await,
+    let serve = async { route.serve.clone().try_call(request).await };
+    let (served, opened) = confined::capture(serve).await;
+    match served {
+        Ok(response) => finish(response, opened, cache_control).await,
         Err(e) if is_not_found(&e) => ResponseStart::plain(StatusCode::NOT_FOUND, false),
         Err(e) => {
             tracing::error!("static: {e}");
@@ -153,8 +150,10 @@ async fn answer(route: &Route, request: Request, cache_control: HeaderValue) -> 
 
 /// `ServeDir`'s response as the seam's: `Cache-Control` on what stands for
 /// the file, a text body on the errors it leaves empty.
+/// `opened`: the file `ServeDir` opened for the body, if it opened one.
 async fn finish(
     mut response: http::Response<ServeFileSystemResponseBody>,
+    opened: Option<Arc<std::fs::File>>,
     cache_control: HeaderValue,
 ) -> ResponseStart {
     match response.status() {
@@ -165,8 +164,9 @@ async fn finish(
             let length = headers
                 .get(header::CONTENT_LENGTH)
                 .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-            match length {
-                Some(n) if n > 0 && n <= WHOLE => whole(response).await,
+            match (length, opened) {
+                (Some(n), _) if n > 0 && n <= WHOLE => whole(response).await,
+                (Some(n), Some(file)) if n > 0 => from_file(response, file, n),
                 _ => adapt::response_start(response),
             }
         }
@@ -185,17 +185,58 @@ async fn finish(
 async fn whole(response: http::Response<ServeFileSystemResponseBody>) -> ResponseStart {
     let (parts, body) = response.into_parts();
     match body.collect().await {
-        Ok(collected) => {
-            let empty = http_body_util::Empty::<bytes::Bytes>::new();
-            let mut start = adapt::response_start(http::Response::from_parts(parts, empty));
-            start.body = BodySource::Full(collected.to_bytes());
-            start
-        }
+        Ok(collected) => head_with(parts, BodySource::Full(collected.to_bytes())),
         Err(e) => {
             tracing::error!("static: {e}");
             ResponseStart::plain(StatusCode::INTERNAL_SERVER_ERROR, true)
         }
     }
+}
+
+/// `response` with its body sent from `file` (of which `len` bytes are
+/// the body): the region its `Content-Range` names on a 206, else the whole
+/// file. `ServeDir`'s own body (which reads the same file) is dropped
+/// unread.
+fn from_file(
+    response: http::Response<ServeFileSystemResponseBody>,
+    file: Arc<std::fs::File>,
+    len: u64,
+) -> ResponseStart {
+    let offset = match response.status() {
+        StatusCode::PARTIAL_CONTENT => response
+            .headers()
+            .get(header::CONTENT_RANGE)
+            .and_then(|v| range_start(v.as_bytes())),
+        _ => Some(0),
+    };
+    let Some(offset) = offset else {
+        return adapt::response_start(response);
+    };
+    let (parts, body) = response.into_parts();
+    drop(body); // its share of the file
+    match Arc::try_unwrap(file).or_else(|shared| shared.try_clone()) {
+        Ok(file) => head_with(parts, BodySource::File(FileRegion { file, offset, len })),
+        Err(e) => {
+            tracing::error!("static: {e}");
+            ResponseStart::plain(StatusCode::INTERNAL_SERVER_ERROR, false)
+        }
+    }
+}
+
+/// The first byte of a `Content-Range: bytes FIRST-LAST/SIZE` value
+/// (RFC 9110 §14.4).
+fn range_start(value: &[u8]) -> Option<u64> {
+    let range = value.strip_prefix(b"bytes ")?;
+    let first = &range[..range.iter().position(|&b| b == b'-')?];
+    std::str::from_utf8(first).ok()?.parse().ok()
+}
+
+/// The seam's head of `parts`, with `body`.
+fn head_with(parts: http::response::Parts, body: BodySource) -> ResponseStart {
+    let empty = http_body_util::Empty::<bytes::Bytes>::new();
+    let mut start = adapt::response_start(http::Response::from_parts(parts, empty));
+    start.body = body;
+    start
 }
 
 /// 405 with the methods a static route takes (RFC 9110 §15.5.6).
@@ -213,4 +254,18 @@ fn is_not_found(e: &io::Error) -> bool {
         e.kind(),
         io::ErrorKind::NotFound | io::ErrorKind::PermissionDenied | io::ErrorKind::NotADirectory
     ) || e.raw_os_error() == Some(libc::ENOTDIR)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_byte_of_a_content_range() {
+        assert_eq!(range_start(b"bytes 0-9/10"), Some(0));
+        assert_eq!(range_start(b"bytes 70000-2000000/3145735"), Some(70000));
+        for bad in [&b"bytes */10"[..], b"items 1-2/3", b"bytes 1", b""] {
+            assert_eq!(range_start(bad), None);
+        }
+    }
 }

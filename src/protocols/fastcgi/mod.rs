@@ -607,6 +607,7 @@ impl<S: Transport> Conn<S> {
                 Ok(Sent::Cut)
             }
             BodySource::Stream(rx) => self.stream(active, rx, sent).await,
+            BodySource::File(region) => self.stream(active, region.into_chunks(), sent).await,
         }
     }
 

@@ -30,11 +30,16 @@ pub fn head(out: &mut Vec<u8>, start: &ResponseStart, head_request: bool) {
     if !start.headers.has_date() {
         encode::date(out);
     }
-    if let BodySource::Full(body) = &start.body {
+    let known = match &start.body {
+        BodySource::Full(body) => Some(body.len() as u64),
+        BodySource::File(region) => Some(region.len),
+        BodySource::Short(_) | BodySource::Stream(_) => None,
+    };
+    if let Some(n) = known {
         let add = !head_request && has_body(status);
         if add && start.headers.content_length().is_none() {
             out.extend_from_slice(b"Content-Length: ");
-            out.extend_from_slice(itoa::Buffer::new().format(body.len()).as_bytes());
+            out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
             out.extend_from_slice(b"\r\n");
         }
     }

@@ -257,6 +257,7 @@ fn response(
         BodySource::Full(bytes) => ResponseBody::full(bytes, finished),
         BodySource::Short(bytes) => ResponseBody::short(bytes, finished),
         BodySource::Stream(rx) => ResponseBody::stream(rx, finished),
+        BodySource::File(region) => ResponseBody::stream(region.into_chunks(), finished),
     };
     let mut response = Response::new(body);
     *response.status_mut() = status;

@@ -19,6 +19,7 @@
 use std::future::Future;
 use std::io::{self, IoSlice};
 use std::net::SocketAddr;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -26,7 +27,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http::{Method, StatusCode, Version};
-use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncWrite, AsyncWriteExt, Interest};
 use tokio::net::{TcpStream, UnixStream};
 use tokio::sync::futures::OwnedNotified;
 use tokio::sync::mpsc::error::TryRecvError;
@@ -37,9 +38,10 @@ use super::buffers::{self, READ_CHUNK};
 use super::encode::{self, BodyFraming, Shape};
 use super::head::{Framing, Head};
 use super::reader::{Event, Reader};
+use super::sendfile;
 use super::state::{self, ConnState, State};
 use super::{reject, Rejection};
-use crate::exchange::{self, BodySource, Chunk, Connection, Job, RequestBody};
+use crate::exchange::{self, BodySource, Chunk, Connection, FileRegion, Job, RequestBody};
 use crate::exchange::{ResponseHeaders, ResponseStart};
 use crate::log::AccessRecord;
 use crate::protocols::body::{BodyError, BodyLimits, BodySink};
@@ -49,30 +51,64 @@ use crate::shutdown::ShutdownSignal;
 /// A stream socket the engine can wait on without holding a buffer (and
 /// without a future of its own: an idle connection's state stays small).
 pub trait Transport: AsyncWrite + Unpin + Send + Sync + 'static {
+    /// Whether [`Transport::poll_write_fd`] works: the bytes written to the
+    /// socket reach the client as they are (a plain TCP or unix socket on
+    /// Linux; not TLS, which must encrypt them).
+    const SENDFILE: bool = false;
+
     /// Ready when bytes (or end of stream) can be read.
     fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
     /// Reads what is there into `buf` without waiting (`WouldBlock` if
     /// nothing is); `Ok(0)` at end of stream.
     fn try_read_buf(&self, buf: &mut BytesMut) -> io::Result<usize>;
+
+    /// Runs `write` (a raw write on the socket's descriptor: `send`,
+    /// `sendfile`) once the socket is writable, and again each time it
+    /// would block; returns its result. `Unsupported` unless
+    /// [`Transport::SENDFILE`].
+    fn poll_write_fd(
+        &self,
+        cx: &mut Context<'_>,
+        write: &mut dyn FnMut(BorrowedFd<'_>) -> io::Result<usize>,
+    ) -> Poll<io::Result<usize>> {
+        let _ = (cx, write);
+        Poll::Ready(Err(io::ErrorKind::Unsupported.into()))
+    }
 }
 
-impl Transport for TcpStream {
-    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        TcpStream::poll_read_ready(self, cx)
-    }
-    fn try_read_buf(&self, buf: &mut BytesMut) -> io::Result<usize> {
-        TcpStream::try_read_buf(self, buf)
-    }
+/// [`Transport`] for the plain sockets, which can `sendfile`.
+macro_rules! plain_socket {
+    ($($stream:ty),*) => {$(
+        impl Transport for $stream {
+            const SENDFILE: bool = cfg!(target_os = "linux");
+
+            fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+                <$stream>::poll_read_ready(self, cx)
+            }
+
+            fn try_read_buf(&self, buf: &mut BytesMut) -> io::Result<usize> {
+                <$stream>::try_read_buf(self, buf)
+            }
+
+            fn poll_write_fd(
+                &self,
+                cx: &mut Context<'_>,
+                write: &mut dyn FnMut(BorrowedFd<'_>) -> io::Result<usize>,
+            ) -> Poll<io::Result<usize>> {
+                loop {
+                    std::task::ready!(self.poll_write_ready(cx))?;
+                    match self.try_io(Interest::WRITABLE, || write(self.as_fd())) {
+                        // Readiness cleared: the next poll waits for it.
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                        done => return Poll::Ready(done),
+                    }
+                }
+            }
+        }
+    )*};
 }
 
-impl Transport for UnixStream {
-    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        UnixStream::poll_read_ready(self, cx)
-    }
-    fn try_read_buf(&self, buf: &mut BytesMut) -> io::Result<usize> {
-        UnixStream::try_read_buf(self, buf)
-    }
-}
+plain_socket!(TcpStream, UnixStream);
 
 /// Pending output is written once it reaches this size, bytes.
 const FLUSH_AT: usize = 64 * 1024;
@@ -432,6 +468,7 @@ impl<S: Transport> Conn<S> {
     ) -> io::Result<(u64, bool)> {
         let known_len = match &start.body {
             BodySource::Full(b) | BodySource::Short(b) => Some(b.len() as u64),
+            BodySource::File(region) => Some(region.len),
             BodySource::Stream(_) => None,
         };
         let shape = Shape {
@@ -464,7 +501,36 @@ impl<S: Transport> Conn<S> {
                 let (n, aborted) = self.stream(rx, framing).await?;
                 Ok((n, close || aborted))
             }
+            (BodySource::File(region), framing) => {
+                let (n, cut) = self.send_file(region, framing).await?;
+                Ok((n, close || cut))
+            }
         }
+    }
+
+    /// Sends a file region: the pending output (the head) with
+    /// `MSG_MORE`, then the file with `sendfile(2)`, where the transport
+    /// can (head and first bytes share a packet); else read in chunks. Returns the body bytes
+    /// sent and whether the body fell short of its Content-Length (the
+    /// region was shorter, or the file ended early): then the connection
+    /// must close.
+    async fn send_file(
+        &mut self,
+        mut region: FileRegion,
+        framing: BodyFraming,
+    ) -> io::Result<(u64, bool)> {
+        let BodyFraming::Length(declared) = framing else {
+            return self.stream(region.into_chunks(), framing).await;
+        };
+        region.len = region.len.min(declared);
+        let (sent, aborted) = if S::SENDFILE {
+            let sent = sendfile::send_region(&self.io, &self.out, &region).await?;
+            self.out.clear();
+            (sent, false)
+        } else {
+            self.stream(region.into_chunks(), framing).await?
+        };
+        Ok((sent, aborted || sent < declared))
     }
 
     /// Copies a small body after the pending output; writes a large one

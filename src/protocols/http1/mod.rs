@@ -14,6 +14,8 @@
 //! - `conn.rs`: the connection driver: reads, dispatches to the gateway
 //!   through `exchange::Dispatch`, writes (head and body in one `writev`;
 //!   answers to pipelined requests that are ready together in one write).
+//! - `sendfile.rs`: a file body (`BodySource::File`) from the page cache
+//!   to a plain socket with `sendfile(2)`.
 //!
 //! Nothing here touches Python. A rejected request gets its
 //! 4xx/5xx written directly (with `Connection: close`), then the connection
@@ -24,6 +26,7 @@ pub mod conn;
 pub mod encode;
 pub mod head;
 pub mod reader;
+pub mod sendfile;
 pub mod state;
 
 #[cfg(test)]

@@ -22,6 +22,7 @@ pub(super) async fn respond<S: Transport>(
 ) -> io::Result<Sent> {
     let known_len = match &start.body {
         BodySource::Full(b) | BodySource::Short(b) => Some(b.len() as u64),
+        BodySource::File(region) => Some(region.len),
         BodySource::Stream(_) => None,
     };
     // `http10`: a body of unknown length is delimited by the close, as
@@ -45,6 +46,7 @@ pub(super) async fn respond<S: Transport>(
             Ok(Sent::whole(body.len() as u64))
         }
         (BodySource::Stream(rx), _) => stream(io, head, rx).await,
+        (BodySource::File(region), _) => stream(io, head, region.into_chunks()).await,
     }
 }
 
