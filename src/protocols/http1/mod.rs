@@ -16,6 +16,8 @@
 //!   answers to pipelined requests that are ready together in one write).
 //! - `sendfile.rs`: a file body (`BodySource::File`) from the page cache
 //!   to a plain socket with `sendfile(2)`.
+//! - `transport.rs`: what the engine needs of a socket (`Transport`: plain
+//!   TCP and unix sockets here, TLS in `server::tls`).
 //!
 //! Nothing here touches Python. A rejected request gets its
 //! 4xx/5xx written directly (with `Connection: close`), then the connection
@@ -28,6 +30,7 @@ pub mod head;
 pub mod reader;
 pub mod sendfile;
 pub mod state;
+pub mod transport;
 
 #[cfg(test)]
 mod tests;

@@ -19,7 +19,7 @@ use std::future::poll_fn;
 use std::io;
 use std::os::fd::BorrowedFd;
 
-use super::conn::Transport;
+use super::transport::Transport;
 use crate::exchange::FileRegion;
 
 /// Sends `head` (bytes already encoded: the response head), then the
