@@ -115,8 +115,10 @@ impl Dispatch for Dispatcher {
                 Ok(())
             }
             _ => {
+                // The wait is timed for the metrics only.
+                let queued = crate::metrics::enabled().then(Instant::now);
                 crate::metrics::record_queued();
-                self.enqueue(Work::Request(job, Instant::now()))
+                self.enqueue(Work::Request(job, queued))
             }
         }
     }

@@ -25,8 +25,9 @@ use crate::wsgi::Gateway;
 // Requests are the common case: boxing them would cost an allocation each.
 #[allow(clippy::large_enum_variant)]
 pub enum Work {
-    /// A request to run through the application, and when it was queued.
-    Request(Job, Instant),
+    /// A request to run through the application, and when it was queued
+    /// (`None` when metrics are off: nothing times the wait then).
+    Request(Job, Option<Instant>),
     /// The rest of a response that began inline.
     Resume(Resume),
 }
@@ -186,7 +187,9 @@ impl PoolThread {
             };
             match work {
                 Work::Request(job, queued) => {
-                    crate::metrics::record_dequeued(queued.elapsed());
+                    if let Some(queued) = queued {
+                        crate::metrics::record_dequeued(queued.elapsed());
+                    }
                     self.stats
                         .running(self.slot, || self.gateway.handle(py, job));
                 }
