@@ -121,6 +121,18 @@ def collect_static(project) -> object:
     return project / "staticfiles"
 
 
+def assert_stylesheets_load(client: httpx.Client, page: str, static_url: str) -> None:
+    """Every stylesheet ``page`` links under ``static_url`` (the admin's base.css among
+    them) answers 200 ``text/css`` with an ETag: served by --static."""
+    sheets = re.findall(rf'href="({re.escape(static_url)}/[^"]+\.css)"', page)
+    assert f"{static_url}/admin/css/base.css" in sheets
+    for sheet in sheets:
+        css = client.get(sheet)
+        assert css.status_code == 200, sheet
+        assert css.headers["content-type"] == "text/css"
+        assert "etag" in css.headers
+
+
 def test_admin_stylesheet_served_by_static(start_server, project):
     """The README's recipe: collectstatic, then --static /static=STATIC_ROOT; the admin's
     pages link their stylesheets under /static/ and each of them loads."""
@@ -131,13 +143,7 @@ def test_admin_stylesheet_served_by_static(start_server, project):
     with httpx.Client(base_url=server.url, timeout=30) as client:
         page = client.get("/admin/login/")
         assert page.status_code == 200
-        sheets = re.findall(r'href="(/static/[^"]+\.css)"', page.text)
-        assert "/static/admin/css/base.css" in sheets
-        for sheet in sheets:
-            css = client.get(sheet)
-            assert css.status_code == 200, sheet
-            assert css.headers["content-type"] == "text/css"
-            assert "etag" in css.headers
+        assert_stylesheets_load(client, page.text, "/static")
         base = client.get("/static/admin/css/base.css", headers={"Accept-Encoding": "identity"})
         assert base.content == (static_root / "admin" / "css" / "base.css").read_bytes()
 
@@ -153,12 +159,7 @@ def test_admin_under_a_prefix_with_its_static_files(start_server, project):
         form = client.get("/site/admin/", follow_redirects=True)
         assert form.status_code == 200
         assert form.url.path == "/site/admin/login/"  # Django's redirect kept the prefix
-        sheets = re.findall(r'href="(/site/static/[^"]+\.css)"', form.text)
-        assert "/site/static/admin/css/base.css" in sheets
-        for sheet in sheets:
-            css = client.get(sheet)
-            assert css.status_code == 200, sheet
-            assert css.headers["content-type"] == "text/css"
+        assert_stylesheets_load(client, form.text, "/site/static")
         home = client.post(
             "/site/admin/login/?next=/site/admin/",
             data={"csrfmiddlewaretoken": csrf_token(form), "username": "admin",
